@@ -1,0 +1,40 @@
+// Owned file descriptor. Every fd the runtime opens is O_CLOEXEC and owned by one of these.
+#pragma once
+
+#include <string>
+#include <utility>
+
+namespace keel {
+
+class Fd {
+  public:
+    Fd() = default;
+    explicit Fd(int fd) : fd_(fd) {}
+    Fd(const Fd&) = delete;
+    Fd& operator=(const Fd&) = delete;
+    Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+    Fd& operator=(Fd&& o) noexcept {
+        if (this != &o) reset(std::exchange(o.fd_, -1));
+        return *this;
+    }
+    ~Fd() { reset(); }
+
+    int get() const { return fd_; }
+    bool valid() const { return fd_ >= 0; }
+    explicit operator bool() const { return valid(); }
+    int release() { return std::exchange(fd_, -1); }
+    void reset(int fd = -1) noexcept;
+
+  private:
+    int fd_ = -1;
+};
+
+// Reads a whole small file; empty on error with errno set.
+bool read_file(const char* path, std::string& out);
+// Writes a string to an existing file (sysfs, procfs, cgroupfs) in one write(2).
+bool write_file(const char* path, const std::string& data);
+// Replaces `path` atomically: a temporary file beside it, fsync, rename, fsync of the
+// directory. Readers see the old content or the new, never a part; a crash loses nothing.
+bool write_file_atomic(const std::string& path, const std::string& data, unsigned mode = 0644);
+
+} // namespace keel
