@@ -1,0 +1,50 @@
+#include <cstdio>
+#include <exception>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "cli/cli.h"
+#include "cli/runtime_cmd.h"
+#include "common/strings.h"
+
+namespace keel::cli {
+
+static const char* kUsage = R"(usage: keel COMMAND [ARGS]
+
+  runtime ...   the OCI runtime (runc-compatible subset); see keel runtime --help
+  version       print the Keel version
+)";
+
+static int dispatch(int argc, char** argv) {
+    std::vector<std::string> args(argv + 1, argv + argc);
+    if (args.empty() || args[0] == "help" || args[0] == "--help" || args[0] == "-h") {
+        std::fputs(kUsage, args.empty() ? stderr : stdout);
+        return args.empty() ? 2 : 0;
+    }
+    std::string cmd = args[0];
+    std::vector<std::string> rest(args.begin() + 1, args.end());
+    if (cmd == "runtime") return runtime_main(rest, argv);
+    if (cmd == "version" || cmd == "--version") {
+        std::printf("keel %s\n", KEEL_VERSION);
+        return 0;
+    }
+    std::string near = closest(cmd, {"runtime", "version"});
+    std::fprintf(stderr, "keel: unknown command '%s'%s\n%s", cmd.c_str(),
+                 near.empty() ? "" : fmt::format(" (did you mean '{}'?)", near).c_str(), kUsage);
+    return 2;
+}
+
+int main(int argc, char** argv) noexcept {
+    try {
+        return dispatch(argc, argv);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "keel: %s\n", e.what());
+    } catch (...) {
+        std::fprintf(stderr, "keel: unexpected error\n");
+    }
+    return 125;
+}
+
+} // namespace keel::cli

@@ -1,0 +1,40 @@
+// Terminals for containers with process.terminal: a pty pair whose slave becomes the
+// container's stdio and controlling terminal; the master stays with the caller (proxied by
+// `run`, or handed to --console-socket by `create`, as runc does).
+#pragma once
+
+#include <termios.h>
+
+#include <string>
+
+#include "common/error.h"
+#include "common/fd.h"
+
+namespace keel::cli {
+
+struct Pty {
+    Fd master, slave;
+};
+Result<Pty> open_pty();
+
+// Sends the pty master over a unix socket with SCM_RIGHTS.
+Status send_console(const std::string& socket_path, int master);
+
+// Copies the window size of `from` (our terminal) to `to` (the pty).
+void copy_window_size(int from, int to) noexcept;
+
+// Puts a terminal in raw mode for the life of the object, so keys reach the container as typed.
+class RawMode {
+  public:
+    explicit RawMode(int fd);
+    ~RawMode();
+    RawMode(const RawMode&) = delete;
+    RawMode& operator=(const RawMode&) = delete;
+
+  private:
+    int fd_;
+    bool active_ = false;
+    termios saved_{};
+};
+
+} // namespace keel::cli

@@ -1,0 +1,22 @@
+// Capabilities with libcap. The child applies the five sets exactly as specified.
+#pragma once
+
+#include <vector>
+
+#include "runtime/spec.h"
+
+namespace keel::runtime::caps {
+
+// Highest capability number the running kernel knows (/proc/sys/kernel/cap_last_cap).
+int last_cap() noexcept;
+
+// Docker's default set: CHOWN, DAC_OVERRIDE, FSETID, FOWNER, MKNOD, NET_RAW, SETGID, SETUID,
+// SETFCAP, SETPCAP, NET_BIND_SERVICE, SYS_CHROOT, KILL, AUDIT_WRITE.
+std::vector<int> docker_default();
+
+// Child side, in two steps around setuid: drop_bounding() before changing ids (it needs
+// CAP_SETPCAP), apply() after. Both return 0 or an errno value and do not allocate.
+int drop_bounding(const Capabilities& c) noexcept;
+int apply(const Capabilities& c) noexcept;
+
+} // namespace keel::runtime::caps

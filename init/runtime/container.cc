@@ -1,0 +1,480 @@
+// The ordered chain. The parent compiles the seccomp program, creates the cgroup and clones
+// the child straight into it with its new namespaces; it writes the id maps and releases the
+// child. The child then applies every subsystem's child side, top to bottom in child_main(),
+// and reports the first failure as {stage, errno, detail} over a close-on-exec socket: EOF on
+// that socket means exec succeeded.
+#include "runtime/container.h"
+
+#include <fcntl.h>
+#include <linux/sched.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/sendfile.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "runtime/capabilities.h"
+#include "runtime/cgroup.h"
+#include "runtime/namespaces.h"
+#include "runtime/process.h"
+#include "runtime/rootfs.h"
+#include "runtime/seccomp.h"
+
+extern char** environ;
+
+namespace keel::runtime {
+
+std::string ExitStatus::describe() const {
+    if (signal) {
+        const char* name = sigabbrev_np(signal);
+        return fmt::format("killed by SIG{}{}", name ? name : std::to_string(signal),
+                           core ? " (core dumped)" : "");
+    }
+    return fmt::format("exited with {}", code);
+}
+
+std::string StartError::str() const {
+    if (stage.empty()) return error.str();
+    return stage + ": " + error.str();
+}
+
+namespace {
+
+// What the child reports. A fixed layout: the child writes it with one send() and no
+// allocation on the way out.
+struct Report {
+    enum Kind : int32_t { failed = 1, ready = 2 };
+    int32_t kind = 0;
+    int32_t err = 0;
+    char stage[32] = {};
+    char detail[400] = {};
+};
+
+void copy_str(char* dst, size_t cap, const std::string& s) {
+    size_t n = std::min(cap - 1, s.size());
+    std::memcpy(dst, s.data(), n);
+    dst[n] = '\0';
+}
+
+// Everything the child needs, prepared by the parent before clone.
+struct ChildArgs {
+    const ContainerSpec* spec = nullptr;
+    const StartOptions* opts = nullptr;
+    const seccomp::Program* seccomp = nullptr;
+    int report_fd = -1;
+    int sync_fd = -1; // read end: the parent writes one byte once the id maps are in place
+    int stdio[3] = {-1, -1, -1};
+    bool in_user_ns = false;
+};
+
+[[noreturn]] void child_fail(const ChildArgs& a, const char* stage, int err, const std::string& detail) {
+    Report r;
+    r.kind = Report::failed;
+    r.err = err;
+    copy_str(r.stage, sizeof r.stage, stage);
+    copy_str(r.detail, sizeof r.detail, detail);
+    if (::send(a.report_fd, &r, sizeof r, MSG_NOSIGNAL) < 0) {
+        // Nobody is listening any more (a created container whose runtime has exited):
+        // the container's own stderr is the only place left to say why.
+        std::string line = fmt::format("keel: {}: {}: {}\n", stage, detail, errno_name(err));
+        ssize_t ignored = ::write(2, line.data(), line.size());
+        (void)ignored;
+    }
+    ::_exit(err == ENOENT && std::strcmp(stage, "exec") == 0 ? 127
+            : err == EACCES && std::strcmp(stage, "exec") == 0 ? 126
+                                                                 : 125);
+}
+
+#define CHILD_STEP(stage, status)                                                                  \
+    do {                                                                                           \
+        Status s_ = (status);                                                                      \
+        if (!s_) child_fail(a, stage, s_.error().code, s_.error().message);                        \
+    } while (0)
+#define CHILD_ERRNO(stage, call, detail)                                                           \
+    do {                                                                                           \
+        if (int e_ = (call)) child_fail(a, stage, e_, detail);                                     \
+    } while (0)
+
+int reset_signals() noexcept {
+    sigset_t none;
+    sigemptyset(&none);
+    if (::sigprocmask(SIG_SETMASK, &none, nullptr) < 0) return errno;
+    struct sigaction dfl{};
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; ++sig)
+        if (sig != SIGKILL && sig != SIGSTOP) ::sigaction(sig, &dfl, nullptr);
+    return 0;
+}
+
+int set_hostname(const ContainerSpec& spec) noexcept {
+    if (!spec.hostname.empty() && ::sethostname(spec.hostname.data(), spec.hostname.size()) < 0)
+        return errno;
+    if (!spec.domainname.empty() &&
+        ::setdomainname(spec.domainname.data(), spec.domainname.size()) < 0)
+        return errno;
+    return 0;
+}
+
+int setup_terminal(const ContainerSpec& spec) noexcept {
+    // A new session makes the pty on stdin the controlling terminal, so job control and
+    // SIGHUP on hang-up work inside.
+    if (!spec.terminal) return 0;
+    if (::setsid() < 0) return errno;
+    if (::ioctl(0, TIOCSCTTY, 0) < 0) return errno;
+    return 0;
+}
+
+int hold_until_started(const ChildArgs& a) noexcept {
+    if (a.opts->hold_fd < 0) return 0;
+    // From here on the container must outlive the runtime that created it.
+    if (::prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0) < 0) return errno;
+    Report r;
+    r.kind = Report::ready;
+    if (::send(a.report_fd, &r, sizeof r, MSG_NOSIGNAL) < 0) return errno;
+    char byte;
+    ssize_t n;
+    do n = ::read(a.opts->hold_fd, &byte, 1);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) return errno;
+    if (n == 0) return ECANCELED;
+    return 0;
+}
+
+[[noreturn]] void child_exec(const ChildArgs& a);
+
+[[noreturn]] void child_main(const ChildArgs& a) {
+    const ContainerSpec& spec = *a.spec;
+    CHILD_ERRNO("reset-signals", reset_signals(), "signal mask");
+    if (a.opts->die_with_parent && ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+        child_fail(a, "set-pdeathsig", errno, "prctl");
+    if (a.sync_fd >= 0) {
+        char byte;
+        if (::read(a.sync_fd, &byte, 1) != 1) child_fail(a, "wait-for-parent", EPIPE, "id maps");
+        ::close(a.sync_fd);
+    }
+    CHILD_STEP("join-namespaces", ns::join_by_path(spec));
+    CHILD_ERRNO("set-oom-score-adj", process::set_oom_score_adj(spec), "/proc/self/oom_score_adj");
+    if (spec.has_namespace(NsType::mount)) {
+        CHILD_STEP("prepare-rootfs", rootfs::prepare(spec, a.in_user_ns));
+        CHILD_STEP("pivot-root", rootfs::pivot(spec));
+        CHILD_STEP("finish-rootfs", rootfs::finish(spec));
+    }
+    CHILD_ERRNO("set-hostname", set_hostname(spec), spec.hostname);
+    CHILD_ERRNO("set-rlimits", process::set_rlimits(spec), "setrlimit");
+
+    int keep[2] = {a.report_fd, a.opts->hold_fd};
+    int stdio[3] = {a.stdio[0], a.stdio[1], a.stdio[2]};
+    CHILD_ERRNO("set-stdio", process::install_fds(stdio, spec.extra_fds, keep, 2), "dup2");
+    // The report socket and exec fifo may have moved out of the way of the target fds.
+    ChildArgs moved = a;
+    StartOptions opts = *a.opts;
+    moved.report_fd = keep[0];
+    opts.hold_fd = keep[1];
+    moved.opts = &opts;
+    child_exec(moved);
+}
+
+[[noreturn]] void child_exec(const ChildArgs& a) {
+    const ContainerSpec& spec = *a.spec;
+    CHILD_ERRNO("set-terminal", setup_terminal(spec), "controlling terminal");
+
+    auto exe = process::find_executable(spec);
+    if (!exe) child_fail(a, "exec", exe.error().code, exe.error().message);
+
+    CHILD_ERRNO("drop-bounding", caps::drop_bounding(spec.caps), "PR_CAPBSET_DROP");
+    // Without no_new_privs a filter may only be installed while still privileged.
+    if (a.seccomp && !spec.no_new_privileges)
+        CHILD_ERRNO("seccomp", seccomp::install(*a.seccomp), "install filter");
+    CHILD_ERRNO("set-ids", process::set_ids(spec), fmt::format("uid {} gid {}", spec.uid, spec.gid));
+    if (spec.umask) ::umask(*spec.umask);
+    if (::chdir(spec.cwd.c_str()) < 0) child_fail(a, "chdir", errno, spec.cwd);
+    CHILD_ERRNO("set-capabilities", caps::apply(spec.caps), "capset");
+    if (spec.no_new_privileges && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+        child_fail(a, "no-new-privileges", errno, "prctl");
+    CHILD_ERRNO("close-fds", process::close_others(spec.extra_fds.size()), "close_range");
+    CHILD_ERRNO("wait-for-start", hold_until_started(a), "exec fifo");
+    if (a.seccomp && spec.no_new_privileges)
+        CHILD_ERRNO("seccomp", seccomp::install(*a.seccomp), "install filter");
+
+    std::vector<char*> argv, envp;
+    for (const auto& s : spec.args) argv.push_back(const_cast<char*>(s.c_str()));
+    argv.push_back(nullptr);
+    for (const auto& s : spec.env) envp.push_back(const_cast<char*>(s.c_str()));
+    envp.push_back(nullptr);
+    ::execve(exe->c_str(), argv.data(), envp.data());
+    child_fail(a, "exec", errno, *exe);
+}
+
+pid_t clone3_into(uint64_t flags, int cgroup_fd, int* pidfd) {
+    clone_args ca{};
+    ca.flags = flags | CLONE_PIDFD;
+    ca.pidfd = reinterpret_cast<uint64_t>(pidfd);
+    ca.exit_signal = SIGCHLD;
+    if (cgroup_fd >= 0) {
+        ca.flags |= CLONE_INTO_CGROUP;
+        ca.cgroup = static_cast<uint64_t>(cgroup_fd);
+    }
+    return static_cast<pid_t>(::syscall(SYS_clone3, &ca, sizeof ca));
+}
+
+Result<int> open_stdio(const Stdio& s, int which) {
+    switch (s.kind) {
+    case Stdio::Kind::inherit:
+        return which;
+    case Stdio::Kind::fd:
+        return s.fd;
+    case Stdio::Kind::null: {
+        int fd = ::open("/dev/null", (which == 0 ? O_RDONLY : O_WRONLY) | O_CLOEXEC);
+        if (fd < 0) return sys_error("open /dev/null");
+        return fd;
+    }
+    case Stdio::Kind::file: {
+        int flags = which == 0 ? O_RDONLY : O_WRONLY | O_CREAT | O_APPEND;
+        int fd = ::open(s.path.c_str(), flags | O_CLOEXEC | O_NOCTTY, 0640);
+        if (fd < 0) return sys_error("open " + s.path);
+        return fd;
+    }
+    }
+    return plain_error("bad stdio kind");
+}
+
+// Host uid of the container's root: the owner a delegated cgroup gets.
+uid_t host_id_of_root(const std::vector<IdMap>& maps, uid_t fallback) {
+    for (const auto& m : maps)
+        if (m.inside == 0 && m.count > 0) return m.outside;
+    return fallback;
+}
+
+} // namespace
+
+Result<Container> Container::start(const ContainerSpec& spec, const StartOptions& opts,
+                                   StartError* why) {
+    StartError local;
+    StartError& err = why ? *why : local;
+    auto fail = [&](std::string stage, Error e) -> Error {
+        err.stage = std::move(stage);
+        err.error = e;
+        return wrap(err.stage, std::move(e));
+    };
+    if (spec.args.empty()) return fail("spec", plain_error("process.args is empty"));
+    if (spec.has_namespace(NsType::mount) && spec.rootfs.empty())
+        return fail("spec", plain_error("no rootfs"));
+
+    std::optional<seccomp::Program> prog;
+    if (spec.seccomp) {
+        auto p = seccomp::compile(*spec.seccomp);
+        if (!p) return fail("seccomp", p.error());
+        prog = std::move(*p);
+    }
+
+    // The cgroup exists, with its limits, before the child does.
+    cgroup::Cgroup cg;
+    bool need_cgroup = spec.resources.any() || spec.cgroup_delegate || !spec.cgroup_path.empty();
+    if (!cgroup::mountpoint().empty() || need_cgroup) {
+        std::string rel = spec.cgroup_path.empty() ? "keel/" + spec.id : spec.cgroup_path;
+        auto c = cgroup::create(rel, spec.resources);
+        if (c) {
+            cg = std::move(*c);
+        } else if (need_cgroup) {
+            return fail("cgroup", c.error());
+        }
+        // Without limits to enforce, a cgroup we cannot create (a read-only cgroupfs inside
+        // a container) is not worth failing the start for: the container runs in ours.
+    }
+    auto drop_cgroup = [&] { (void)cgroup::destroy(cg.path()); };
+    if (cg.valid() && spec.cgroup_delegate) {
+        uid_t u = host_id_of_root(spec.uid_maps, 0);
+        gid_t g = host_id_of_root(spec.gid_maps, 0);
+        if (auto s = cg.delegate_to(u, g); !s) {
+            drop_cgroup();
+            return fail("cgroup", s.error());
+        }
+    }
+
+    Fd owned_stdio[3];
+    ChildArgs args;
+    args.spec = &spec;
+    args.opts = &opts;
+    args.seccomp = prog ? &*prog : nullptr;
+    const Stdio* stdio_spec[3] = {&spec.stdin_, &spec.stdout_, &spec.stderr_};
+    for (int i = 0; i < 3; ++i) {
+        auto fd = open_stdio(*stdio_spec[i], i);
+        if (!fd) {
+            drop_cgroup();
+            return fail("stdio", fd.error());
+        }
+        args.stdio[i] = *fd;
+        if (stdio_spec[i]->kind == Stdio::Kind::null || stdio_spec[i]->kind == Stdio::Kind::file)
+            owned_stdio[i].reset(*fd);
+    }
+
+    int sp[2];
+    if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) {
+        drop_cgroup();
+        return fail("setup", sys_error("socketpair"));
+    }
+    Fd report_rd(sp[0]), report_wr(sp[1]);
+    args.report_fd = report_wr.get();
+
+    const Namespace* userns = spec.find_namespace(NsType::user);
+    bool new_userns = userns && userns->path.empty();
+    args.in_user_ns = userns != nullptr;
+    Fd sync_rd, sync_wr;
+    if (new_userns) {
+        int p[2];
+        if (::pipe2(p, O_CLOEXEC) < 0) {
+            drop_cgroup();
+            return fail("setup", sys_error("pipe"));
+        }
+        sync_rd.reset(p[0]);
+        sync_wr.reset(p[1]);
+        args.sync_fd = sync_rd.get();
+    }
+
+    int pidfd = -1;
+    pid_t pid;
+    {
+        auto guard = ns::enter_for_children(spec);
+        if (!guard) {
+            drop_cgroup();
+            return fail("join-namespaces", guard.error());
+        }
+        pid = clone3_into(static_cast<uint64_t>(ns::clone_flags(spec)), cg.valid() ? cg.dir_fd() : -1,
+                          &pidfd);
+        if (pid == 0) child_main(args);
+    }
+    if (pid < 0) {
+        int e = errno;
+        drop_cgroup();
+        return fail("clone", sys_error(fmt::format("clone3 flags {:#x}", ns::clone_flags(spec)), e));
+    }
+
+    Container c;
+    c.pid_ = pid;
+    c.pidfd_.reset(pidfd);
+    c.cgroup_ = cg.path();
+    report_wr.reset();
+    sync_rd.reset();
+    auto abort_child = [&](std::string stage, Error e) -> Error {
+        ::kill(pid, SIGKILL);
+        (void)c.wait();
+        drop_cgroup();
+        return fail(std::move(stage), std::move(e));
+    };
+
+    if (new_userns) {
+        if (auto s = ns::write_id_maps(pid, spec); !s) return abort_child("write-id-maps", s.error());
+        if (::write(sync_wr.get(), "1", 1) != 1) return abort_child("setup", sys_error("release child"));
+        sync_wr.reset();
+    }
+
+    Report r;
+    ssize_t n;
+    do n = ::recv(report_rd.get(), &r, sizeof r, 0);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) return abort_child("setup", sys_error("read child report"));
+    if (n == 0) return c; // EOF: exec succeeded
+    if (r.kind == Report::ready) return c;
+    r.stage[sizeof r.stage - 1] = r.detail[sizeof r.detail - 1] = '\0';
+    (void)c.wait();
+    drop_cgroup();
+    return fail(r.stage, sys_error(r.detail, r.err));
+}
+
+Status Container::signal(int sig) const {
+    if (reaped_) return sys_error(fmt::format("signal {}", pid_), ESRCH);
+    if (::syscall(SYS_pidfd_send_signal, pidfd_.get(), sig, nullptr, 0) < 0)
+        return sys_error(fmt::format("signal container process {}", pid_));
+    return {};
+}
+
+static ExitStatus from_siginfo(const siginfo_t& si) {
+    ExitStatus st;
+    if (si.si_code == CLD_EXITED) {
+        st.code = si.si_status;
+    } else {
+        st.signal = si.si_status;
+        st.core = si.si_code == CLD_DUMPED;
+    }
+    return st;
+}
+
+Result<ExitStatus> Container::wait() {
+    if (reaped_) return plain_error("container already reaped");
+    siginfo_t si{};
+    while (::waitid(P_PIDFD, static_cast<id_t>(pidfd_.get()), &si, WEXITED) < 0)
+        if (errno != EINTR) return sys_error(fmt::format("wait for {}", pid_));
+    reaped_ = true;
+    return from_siginfo(si);
+}
+
+std::optional<ExitStatus> Container::try_wait() {
+    if (reaped_) return std::nullopt;
+    siginfo_t si{};
+    if (::waitid(P_PIDFD, static_cast<id_t>(pidfd_.get()), &si, WEXITED | WNOHANG) < 0 ||
+        si.si_pid == 0)
+        return std::nullopt;
+    reaped_ = true;
+    return from_siginfo(si);
+}
+
+Result<ExitStatus> Container::stop(int sig, std::chrono::milliseconds timeout) {
+    if (auto done = try_wait()) return *done;
+    (void)signal(sig);
+    pollfd p{pidfd_.get(), POLLIN, 0};
+    int r;
+    do r = ::poll(&p, 1, static_cast<int>(timeout.count()));
+    while (r < 0 && errno == EINTR);
+    if (r == 0) (void)signal(SIGKILL);
+    return wait();
+}
+
+Status Container::cleanup() { return cgroup::destroy(cgroup_); }
+
+void Container::detach() {
+    pidfd_.reset();
+    reaped_ = true;
+}
+
+bool running_from_sealed_memfd() {
+    Fd exe(::open("/proc/self/exe", O_RDONLY | O_CLOEXEC));
+    if (!exe) return false;
+    int seals = ::fcntl(exe.get(), F_GET_SEALS);
+    return seals >= 0 && (seals & F_SEAL_WRITE);
+}
+
+Status reexec_from_sealed_memfd(char** argv) {
+    if (running_from_sealed_memfd()) return {};
+    Fd exe(::open("/proc/self/exe", O_RDONLY | O_CLOEXEC));
+    if (!exe) return sys_error("open /proc/self/exe");
+    Fd mem(::memfd_create("keel", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+    if (!mem) return sys_error("memfd_create");
+    struct stat st{};
+    if (::fstat(exe.get(), &st) < 0) return sys_error("stat /proc/self/exe");
+    for (off_t done = 0; done < st.st_size;) {
+        ssize_t n = ::sendfile(mem.get(), exe.get(), nullptr, static_cast<size_t>(st.st_size - done));
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return sys_error("copy runtime binary to memfd");
+        }
+        if (n == 0) break;
+        done += n;
+    }
+    if (::fcntl(mem.get(), F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE) < 0)
+        return sys_error("seal memfd");
+    ::fexecve(mem.get(), argv, environ);
+    return sys_error("re-exec from sealed memfd");
+}
+
+} // namespace keel::runtime

@@ -1,0 +1,240 @@
+#include "runtime/rootfs.h"
+
+#include <fcntl.h>
+#include <linux/mount.h>
+#include <linux/openat2.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include "common/strings.h"
+#include "runtime/devices.h"
+
+namespace keel::runtime::rootfs {
+
+std::string fd_path(int fd) { return fmt::format("/proc/self/fd/{}", fd); }
+
+static int openat2_beneath(int dirfd, const char* rel, int flags) {
+    open_how how{};
+    how.flags = static_cast<uint64_t>(flags | O_CLOEXEC);
+    // BENEATH, not IN_ROOT: a destination that escapes the root is refused (EXDEV), never
+    // silently re-rooted, so a hostile image cannot redirect a mount.
+    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
+    return static_cast<int>(::syscall(SYS_openat2, dirfd, rel, &how, sizeof how));
+}
+
+static Error resolve_error(const std::string& path, int err) {
+    if (err == EXDEV)
+        return sys_error(path + ": resolves through a symlink or '..' that leaves the rootfs", err);
+    return sys_error("open " + path + " in rootfs", err);
+}
+
+Result<Fd> open_in_root(int root_fd, const std::string& path, bool create, bool last_is_file) {
+    std::string rel(trim(path));
+    while (!rel.empty() && rel.front() == '/') rel.erase(0, 1);
+    if (rel.empty()) rel = ".";
+    Fd fd(openat2_beneath(root_fd, rel.c_str(), O_PATH));
+    if (fd) return fd;
+    if (errno != ENOENT || !create) return resolve_error(path, errno);
+
+    // Walk component by component, creating what is missing; each step is again resolved
+    // beneath the root, so a symlink planted mid-way is still refused.
+    Fd cur(openat2_beneath(root_fd, ".", O_PATH | O_DIRECTORY));
+    if (!cur) return resolve_error(path, errno);
+    auto parts = split(rel, '/');
+    std::string walked;
+    for (size_t i = 0; i < parts.size(); ++i) {
+        const std::string& comp = parts[i];
+        if (comp.empty() || comp == ".") continue;
+        walked += "/" + comp;
+        Fd next(openat2_beneath(cur.get(), comp.c_str(), O_PATH));
+        if (!next && errno == ENOENT) {
+            bool is_last = i + 1 == parts.size();
+            if (is_last && last_is_file) {
+                int f = ::openat(cur.get(), comp.c_str(),
+                                 O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0644);
+                if (f < 0 && errno != EEXIST) return sys_error("create " + walked + " in rootfs");
+                if (f >= 0) ::close(f);
+            } else if (::mkdirat(cur.get(), comp.c_str(), 0755) < 0 && errno != EEXIST) {
+                return sys_error("mkdir " + walked + " in rootfs");
+            }
+            next.reset(openat2_beneath(cur.get(), comp.c_str(), O_PATH));
+        }
+        if (!next) return resolve_error(walked, errno);
+        cur = std::move(next);
+    }
+    return cur;
+}
+
+unsigned long mount_flags_of(int fd) {
+    struct statvfs sv{};
+    if (::fstatvfs(fd, &sv) < 0) return 0;
+    unsigned long f = 0;
+    if (sv.f_flag & ST_RDONLY) f |= MS_RDONLY;
+    if (sv.f_flag & ST_NOSUID) f |= MS_NOSUID;
+    if (sv.f_flag & ST_NODEV) f |= MS_NODEV;
+    if (sv.f_flag & ST_NOEXEC) f |= MS_NOEXEC;
+    if (sv.f_flag & ST_NOATIME) f |= MS_NOATIME;
+    if (sv.f_flag & ST_NODIRATIME) f |= MS_NODIRATIME;
+    if (sv.f_flag & ST_RELATIME) f |= MS_RELATIME;
+    return f;
+}
+
+constexpr unsigned long kRemountable =
+    MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_NOATIME | MS_NODIRATIME | MS_RELATIME |
+    MS_STRICTATIME | MS_SYNCHRONOUS | MS_MANDLOCK;
+
+// Applies per-mount flags to the mount now on top of `path`. In a user namespace the kernel
+// locks the flags the source mount had, so those are kept: dropping one would be EPERM.
+static Status remount_bind(const std::string& where, int target_fd, unsigned long flags, bool recursive) {
+    unsigned long want = flags & kRemountable;
+    if (recursive && (want & MS_RDONLY)) {
+        // A recursive read-only bind must make every submount read-only too, which only
+        // mount_setattr can do in one step.
+        mount_attr attr{};
+        attr.attr_set = MOUNT_ATTR_RDONLY;
+        if (::syscall(SYS_mount_setattr, target_fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr,
+                      sizeof attr) == 0)
+            want &= ~MS_RDONLY;
+    }
+    if (!want) return {};
+    unsigned long keep = mount_flags_of(target_fd);
+    if (::mount(nullptr, fd_path(target_fd).c_str(), nullptr,
+                MS_BIND | MS_REMOUNT | want | keep, nullptr) < 0)
+        return sys_error("remount " + where);
+    return {};
+}
+
+static bool source_is_dir(const Mount& m) {
+    if (!m.bind()) return true;
+    struct stat st{};
+    return ::stat(m.source.c_str(), &st) < 0 || S_ISDIR(st.st_mode);
+}
+
+static Status mount_one(int root_fd, const Mount& m, bool in_user_ns) {
+    auto target = open_in_root(root_fd, m.destination, true, !source_is_dir(m));
+    if (!target) return target.error();
+    std::string where = fd_path(target->get());
+    std::string what = fmt::format("mount {} on {}", m.bind() ? m.source : m.type, m.destination);
+
+    if (m.bind()) {
+        unsigned long rec = m.flags & MS_REC;
+        if (::mount(m.source.c_str(), where.c_str(), nullptr, MS_BIND | rec, nullptr) < 0)
+            return sys_error(what);
+    } else {
+        std::string type = m.type == "cgroup" ? "cgroup2" : m.type;
+        unsigned long flags = m.flags & ~(MS_BIND | MS_REC);
+        if (::mount(m.source.empty() ? type.c_str() : m.source.c_str(), where.c_str(),
+                    type.c_str(), flags, m.data.empty() ? nullptr : m.data.c_str()) < 0) {
+            // Without its own network (sysfs), IPC (mqueue) or cgroup namespace, a user
+            // namespace may not mount these kernel filesystems; the host's are bound read-only
+            // instead, as runc does.
+            const char* host = type == "sysfs" ? "/sys" : type == "mqueue" ? "/dev/mqueue"
+                             : type == "cgroup2" ? "/sys/fs/cgroup" : nullptr;
+            if (!(errno == EPERM && in_user_ns && host)) return sys_error(what);
+            if (::mount(host, where.c_str(), nullptr, MS_BIND | MS_REC, nullptr) < 0)
+                return sys_error(what + " (bind fallback)");
+            auto top = open_in_root(root_fd, m.destination, false, false);
+            if (!top) return top.error();
+            KEEL_TRY(remount_bind(m.destination, top->get(), flags, true));
+        }
+    }
+    if (m.bind() || m.propagation) {
+        // Re-open: the fd taken before mounting names the covered directory, not the new mount.
+        auto top = open_in_root(root_fd, m.destination, false, false);
+        if (!top) return top.error();
+        if (m.bind()) KEEL_TRY(remount_bind(m.destination, top->get(), m.flags, m.flags & MS_REC));
+        if (m.propagation &&
+            ::mount(nullptr, fd_path(top->get()).c_str(), nullptr, m.propagation, nullptr) < 0)
+            return sys_error("set propagation of " + m.destination);
+    }
+    return {};
+}
+
+Status prepare(const ContainerSpec& spec, bool in_user_ns) {
+    // Nothing mounted from here on may propagate back to the host.
+    unsigned long prop = spec.rootfs_propagation ? spec.rootfs_propagation : static_cast<unsigned long>(MS_PRIVATE);
+    if (::mount(nullptr, "/", nullptr, MS_REC | prop, nullptr) < 0)
+        return sys_error("make / private");
+    // pivot_root needs the new root to be a mount point.
+    if (::mount(spec.rootfs.c_str(), spec.rootfs.c_str(), nullptr, MS_BIND | MS_REC, nullptr) < 0)
+        return sys_error("bind rootfs " + spec.rootfs);
+    Fd root(::open(spec.rootfs.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    if (!root) return sys_error("open rootfs " + spec.rootfs);
+    for (const auto& m : spec.mounts) KEEL_TRY(mount_one(root.get(), m, in_user_ns));
+    return devices::populate(root.get(), spec, in_user_ns);
+}
+
+Status pivot(const ContainerSpec& spec) {
+    if (::chdir(spec.rootfs.c_str()) < 0) return sys_error("chdir " + spec.rootfs);
+    // pivot_root(".", ".") stacks the old root on top of the new one at "."; unmounting "."
+    // then removes the old root, so no directory for it is needed inside the container.
+    if (::syscall(SYS_pivot_root, ".", ".") == 0) {
+        if (::umount2(".", MNT_DETACH) < 0) return sys_error("detach old root");
+    } else if (errno == EINVAL) {
+        // The host root is the initramfs (rootfs), which cannot be pivoted away from. Move the
+        // container root over "/" and chroot: the old root is then shadowed, not detached.
+        if (::mount(".", "/", nullptr, MS_MOVE, nullptr) < 0)
+            return sys_error("move rootfs onto / (initramfs host)");
+        if (::chroot(".") < 0) return sys_error("chroot " + spec.rootfs);
+    } else {
+        return sys_error("pivot_root " + spec.rootfs);
+    }
+    if (::chdir("/") < 0) return sys_error("chdir /");
+    return {};
+}
+
+static Status write_sysctls(const ContainerSpec& spec) {
+    for (const auto& [key, value] : spec.sysctl) {
+        std::string path = "/proc/sys/" + key;
+        for (size_t i = 10; i < path.size(); ++i)
+            if (path[i] == '.') path[i] = '/';
+        if (!write_file(path.c_str(), value)) return sys_error("sysctl " + key + "=" + value);
+    }
+    return {};
+}
+
+static Status make_readonly(const std::string& p) {
+    Fd fd(::open(p.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+    if (!fd) return errno == ENOENT ? Status{} : sys_error("open read-only path " + p);
+    if (::mount(fd_path(fd.get()).c_str(), fd_path(fd.get()).c_str(), nullptr, MS_BIND | MS_REC,
+                nullptr) < 0)
+        return sys_error("bind read-only path " + p);
+    Fd top(::open(p.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+    if (!top) return sys_error("reopen read-only path " + p);
+    return remount_bind(p, top.get(), MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, true);
+}
+
+static Status mask(const std::string& p) {
+    Fd fd(::open(p.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+    if (!fd) return errno == ENOENT ? Status{} : sys_error("open masked path " + p);
+    struct stat st{};
+    if (::fstat(fd.get(), &st) < 0) return sys_error("stat masked path " + p);
+    std::string where = fd_path(fd.get());
+    int r = S_ISDIR(st.st_mode)
+                ? ::mount("tmpfs", where.c_str(), "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                          "size=0,mode=0555")
+                : ::mount("/dev/null", where.c_str(), nullptr, MS_BIND, nullptr);
+    if (r < 0) return sys_error("mask " + p);
+    return {};
+}
+
+Status finish(const ContainerSpec& spec) {
+    KEEL_TRY(write_sysctls(spec));
+    for (const auto& p : spec.readonly_paths) KEEL_TRY(make_readonly(p));
+    for (const auto& p : spec.masked_paths) KEEL_TRY(mask(p));
+    if (spec.readonly_root) {
+        Fd root(::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC));
+        if (!root) return sys_error("open /");
+        unsigned long keep = mount_flags_of(root.get());
+        if (::mount(nullptr, "/", nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY | keep, nullptr) < 0)
+            return sys_error("remount / read-only");
+    }
+    return {};
+}
+
+} // namespace keel::runtime::rootfs
