@@ -54,10 +54,14 @@ int apply(const Capabilities& c) noexcept {
     int err = cap_set_proc(caps) < 0 ? errno : 0;
     cap_free(caps);
     if (err) return err;
-    // Ambient capabilities must also be permitted and inheritable; the kernel checks that.
     if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0) return errno;
-    for (int v : c.ambient)
+    // The kernel keeps an ambient capability only while it is both permitted and inheritable.
+    // `runc spec` asks for ambient capabilities with an empty inheritable set; like runc and
+    // crun, those are left out rather than failing the container.
+    for (int v : c.ambient) {
+        if (!contains(c.permitted, v) || !contains(c.inheritable, v)) continue;
         if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, v, 0, 0) < 0) return errno;
+    }
     return 0;
 }
 
