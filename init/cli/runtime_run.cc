@@ -88,7 +88,7 @@ Status write_pid_file(const Args& a, pid_t pid) {
     auto path = a.value("pid-file");
     if (!path) return {};
     // runc writes it atomically too: a reader never sees an empty file.
-    if (!write_file_atomic(*path, std::to_string(pid), 0644)) return sys_error("write pid file " + *path);
+    if (!write_file_atomic(*path, std::to_string(pid), 0644, Durability::volatile_)) return sys_error("write pid file " + *path);
     return {};
 }
 

@@ -38,7 +38,7 @@ bool write_file(const char* path, const std::string& data) {
     return n == static_cast<ssize_t>(data.size());
 }
 
-bool write_file_atomic(const std::string& path, const std::string& data, unsigned mode) {
+bool write_file_atomic(const std::string& path, const std::string& data, unsigned mode, Durability d) {
     std::string tmp = path + ".tmp." + std::to_string(::getpid());
     Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode));
     if (!fd) return false;
@@ -54,16 +54,18 @@ bool write_file_atomic(const std::string& path, const std::string& data, unsigne
         }
         done += static_cast<size_t>(n);
     }
-    if (::fsync(fd.get()) < 0 || ::rename(tmp.c_str(), path.c_str()) < 0) {
+    bool durable = d == Durability::durable;
+    if ((durable && ::fsync(fd.get()) < 0) || ::rename(tmp.c_str(), path.c_str()) < 0) {
         int e = errno;
         ::unlink(tmp.c_str());
         errno = e;
         return false;
     }
+    if (!durable) return true;
     auto slash = path.rfind('/');
     std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
-    Fd d(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (d) ::fsync(d.get());
+    Fd dirfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (dirfd) ::fsync(dirfd.get());
     return true;
 }
 

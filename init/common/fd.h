@@ -33,8 +33,11 @@ class Fd {
 bool read_file(const char* path, std::string& out);
 // Writes a string to an existing file (sysfs, procfs, cgroupfs) in one write(2).
 bool write_file(const char* path, const std::string& data);
-// Replaces `path` atomically: a temporary file beside it, fsync, rename, fsync of the
-// directory. Readers see the old content or the new, never a part; a crash loses nothing.
-bool write_file_atomic(const std::string& path, const std::string& data, unsigned mode = 0644);
+// Replaces `path` atomically: a temporary file beside it, then rename. Readers see the old
+// content or the new, never a part. With `durable` the file and its directory are fsynced, so
+// a crash loses nothing (configuration); runtime state on tmpfs does not need it.
+enum class Durability { durable, volatile_ };
+bool write_file_atomic(const std::string& path, const std::string& data, unsigned mode = 0644,
+                       Durability d = Durability::durable);
 
 } // namespace keel

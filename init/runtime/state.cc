@@ -62,7 +62,7 @@ Status Store::save(const ContainerState& st) const {
               {"bundle", st.bundle}, {"cgroup", st.cgroup},   {"created", st.created},
               {"annotations", st.annotations}};
     std::string path = dir(st.id) + "/state.json";
-    if (!write_file_atomic(path, j.dump() + "\n", 0600)) return sys_error("write " + path);
+    if (!write_file_atomic(path, j.dump() + "\n", 0600, Durability::volatile_)) return sys_error("write " + path);
     return {};
 }
 
