@@ -117,6 +117,13 @@ int reset_signals() noexcept {
     return 0;
 }
 
+int become_userns_root() noexcept {
+    if (::prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0) return errno;
+    if (::setresgid(0, 0, 0) < 0 || ::setresuid(0, 0, 0) < 0) return errno;
+    if (::prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) < 0) return errno;
+    return 0;
+}
+
 int set_hostname(const ContainerSpec& spec) noexcept {
     if (!spec.hostname.empty() && ::sethostname(spec.hostname.data(), spec.hostname.size()) < 0)
         return errno;
@@ -164,6 +171,9 @@ int hold_until_started(const ChildArgs& a) noexcept {
         ::close(a.sync_fd);
     }
     CHILD_STEP("join-namespaces", ns::join_by_path(spec));
+    // The child still has the host's ids, which mean nothing inside a user namespace (files it
+    // creates there would fail with EOVERFLOW): become the namespace's root first.
+    if (a.in_user_ns) CHILD_ERRNO("become-userns-root", become_userns_root(), "setresuid 0");
     CHILD_ERRNO("set-oom-score-adj", process::set_oom_score_adj(spec), "/proc/self/oom_score_adj");
     if (spec.has_namespace(NsType::mount)) {
         CHILD_STEP("prepare-rootfs", rootfs::prepare(spec, a.in_user_ns));
