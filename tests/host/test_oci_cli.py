@@ -1,0 +1,320 @@
+"""The OCI runtime CLI, `keel runtime ...`, driven the way containerd or a person drives runc:
+spec, create, state, start, kill, delete, run, list; bad bundles; a `runc spec` bundle."""
+
+import json
+import os
+import shutil
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import keeltest  # noqa: E402
+from keeltest import DEFAULT_CAPS, cap_mask, parse_kv  # noqa: E402
+
+RUNTIME_ERROR = 125
+
+
+class OciCliTest(keeltest.ContainerTestCase):
+
+    def create(self, bundle, *extra, name="c"):
+        cid = self.new_id(name)
+        r = self.runtime.create(bundle, cid, *extra)
+        self.assertEqual(r.returncode, 0, repr(r))
+        return cid
+
+    def status(self, cid):
+        return self.runtime.state(cid)["status"]
+
+    def wait_status(self, cid, status, timeout=5):
+        last = keeltest.wait_for(lambda: self.status(cid) == status and status, timeout=timeout)
+        self.assertEqual(last or self.status(cid), status, f"{cid} never became {status}")
+
+    def assertRuntimeError(self, r, *needles):
+        """A runtime (not container) failure: exit 125, `keel runtime: ...` naming needles."""
+        self.assertNotEqual(r.returncode, 0, repr(r))
+        if not keeltest.testing_runc():
+            self.assertEqual(r.returncode, RUNTIME_ERROR, repr(r))
+            self.assertIn("keel runtime: ", r.stderr, repr(r))
+        for needle in needles:
+            self.assertIn(needle, r.stderr, repr(r))
+
+    # --- spec ---------------------------------------------------------------------------------
+
+    def test_spec_writes_config_and_refuses_to_overwrite(self):
+        d = os.path.join(self.tmp, "specdir")
+        os.mkdir(d)
+        r = self.runtime("spec", cwd=d)
+        self.assertEqual(r.returncode, 0, repr(r))
+        path = os.path.join(d, "config.json")
+        with open(path, "rb") as f:
+            first = f.read()
+        config = json.loads(first)
+        self.assertIn("ociVersion", config)
+        self.assertEqual(config["root"]["path"], "rootfs")
+        self.assertEqual(config["process"]["terminal"], True)
+        self.assertTrue(config["process"]["args"])
+        ns = {n["type"] for n in config["linux"]["namespaces"]}
+        self.assertLessEqual({"pid", "mount", "ipc", "uts", "network"}, ns)
+        for cap_set in ["bounding", "effective", "permitted"]:
+            self.assertEqual(sorted(config["process"]["capabilities"][cap_set]), DEFAULT_CAPS)
+
+        r = self.runtime("spec", cwd=d)
+        self.assertNotEqual(r.returncode, 0, repr(r))
+        self.assertIn("config.json", r.stderr)
+        with open(path, "rb") as f:
+            self.assertEqual(f.read(), first, "spec overwrote an existing config.json")
+
+    def test_spec_bundle_flag_and_rootless(self):
+        d = os.path.join(self.tmp, "elsewhere")
+        os.mkdir(d)
+        r = self.runtime("spec", "--rootless", "-b", d, cwd=self.tmp)
+        self.assertEqual(r.returncode, 0, repr(r))
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "config.json")))
+        with open(os.path.join(d, "config.json")) as f:
+            config = json.load(f)
+        self.assertIn("user", [n["type"] for n in config["linux"]["namespaces"]])
+        self.assertTrue(config["linux"]["uidMappings"])
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def test_create_start_kill_delete(self):
+        bundle = self.bundle("/bin/probe", "sleep", "100")
+        pid_file = os.path.join(self.tmp, "container.pid")
+        cid = self.create(bundle, "--pid-file", pid_file)
+
+        state = self.runtime.state(cid)
+        self.assertEqual(state["id"], cid)
+        self.assertEqual(state["status"], "created")
+        self.assertIn("ociVersion", state)
+        self.assertEqual(os.path.realpath(state["bundle"]), os.path.realpath(bundle.path))
+        pid = state["pid"]
+        self.assertIsInstance(pid, int)
+        self.assertGreater(pid, 0)
+        self.assertTrue(keeltest.process_exists(pid))
+        with open(pid_file) as f:
+            self.assertEqual(int(f.read().strip()), pid)
+
+        # CVE-2019-5736: the process waiting to exec must not be running the runtime's binary
+        # from disk, where a container could reach it through /proc/<pid>/exe and rewrite it.
+        # (runc 1.1 uses a read-only bind mount instead of a memfd.)
+        if not keeltest.testing_runc():
+            self.assertIn("memfd:", os.readlink(f"/proc/{pid}/exe"))
+        self.assertExeNotWritable(pid)
+
+        r = self.runtime("start", cid)
+        self.assertEqual(r.returncode, 0, repr(r))
+        self.wait_status(cid, "running")
+        self.assertEqual(self.runtime.state(cid)["pid"], pid)
+        self.assertTrue(keeltest.wait_for(
+            lambda: "probe" in os.readlink(f"/proc/{pid}/exe")), "the container never exec'd")
+
+        r = self.runtime("kill", cid, "KILL")
+        self.assertEqual(r.returncode, 0, repr(r))
+        self.wait_status(cid, "stopped")
+        self.assertFalse(keeltest.process_exists(pid))
+
+        r = self.runtime("delete", cid)
+        self.assertEqual(r.returncode, 0, repr(r))
+        self.assertFalse(os.path.exists(self.runtime.state_dir(cid)))
+        r = self.runtime("state", cid)
+        self.assertNotEqual(r.returncode, 0, repr(r))
+        self.assertIn(cid, r.stderr)
+        self.assertNothingLeft(cid)
+
+    def assertExeNotWritable(self, pid):
+        """Opening /proc/<pid>/exe for writing, or writing through it, must fail. The byte
+        written is the one already there, so a failing test does not corrupt the binary."""
+        path = f"/proc/{pid}/exe"
+        with open(path, "rb") as f:
+            first = f.read(1)
+        try:
+            fd = os.open(path, os.O_WRONLY)
+        except OSError:
+            return
+        try:
+            with self.assertRaises(OSError, msg=f"{path} ({os.readlink(path)}) is writable"):
+                os.pwrite(fd, first, 0)
+        finally:
+            os.close(fd)
+
+    def test_delete_running_needs_force(self):
+        bundle = self.bundle("/bin/probe", "sleep", "100")
+        cid = self.create(bundle)
+        pid = self.runtime.state(cid)["pid"]
+        r = self.runtime("start", cid)
+        self.assertEqual(r.returncode, 0, repr(r))
+        self.wait_status(cid, "running")
+
+        r = self.runtime("delete", cid)
+        self.assertNotEqual(r.returncode, 0, repr(r))
+        self.assertEqual(self.status(cid), "running")
+        self.assertTrue(keeltest.process_exists(pid))
+
+        r = self.runtime("delete", "--force", cid)
+        self.assertEqual(r.returncode, 0, repr(r))
+        self.assertTrue(keeltest.wait_for(lambda: not keeltest.process_exists(pid)))
+        self.assertNothingLeft(cid)
+
+    def test_delete_force_created(self):
+        bundle = self.bundle("/bin/probe", "sleep", "100")
+        cid = self.create(bundle)
+        pid = self.runtime.state(cid)["pid"]
+        r = self.runtime("delete", "-f", cid)
+        self.assertEqual(r.returncode, 0, repr(r))
+        self.assertTrue(keeltest.wait_for(lambda: not keeltest.process_exists(pid)))
+        self.assertNothingLeft(cid)
+
+    def test_kill_signal_forms(self):
+        # PID 1 of a PID namespace only gets signals it handles: the shell traps TERM.
+        script = "trap 'exit 0' TERM; while :; do sleep 0.05; done"
+        for signal_name in ["TERM", "SIGTERM", "15"]:
+            with self.subTest(signal=signal_name):
+                bundle = self.bundle("/bin/sh", "-c", script)
+                cid = self.create(bundle)
+                self.assertEqual(self.runtime("start", cid).returncode, 0)
+                self.wait_status(cid, "running")
+                # Give the shell time to install its trap: before that, TERM is dropped.
+                pid = self.runtime.state(cid)["pid"]
+                self.assertTrue(keeltest.wait_for(
+                    lambda: int(keeltest.proc_status_field(pid, "SigCgt")[0], 16) & (1 << 14)))
+                r = self.runtime("kill", cid, signal_name)
+                self.assertEqual(r.returncode, 0, repr(r))
+                self.wait_status(cid, "stopped")
+                self.assertEqual(self.runtime("delete", cid).returncode, 0)
+                self.assertNothingLeft(cid)
+
+    def test_kill_bad_signal(self):
+        bundle = self.bundle("/bin/probe", "sleep", "100")
+        cid = self.create(bundle)
+        r = self.runtime("kill", cid, "BOGUS")
+        self.assertNotEqual(r.returncode, 0, repr(r))
+        self.assertIn("BOGUS", r.stderr)
+        self.assertEqual(self.status(cid), "created")
+
+    def test_duplicate_id_refused(self):
+        bundle = self.bundle("/bin/probe", "sleep", "100")
+        cid = self.create(bundle)
+        pid = self.runtime.state(cid)["pid"]
+        r = self.runtime.create(bundle, cid)
+        self.assertNotEqual(r.returncode, 0, repr(r))
+        self.assertIn(cid, r.stderr)
+        state = self.runtime.state(cid)
+        self.assertEqual((state["status"], state["pid"]), ("created", pid))
+
+    def test_list(self):
+        bundle = self.bundle("/bin/probe", "sleep", "100")
+        ids = {self.create(bundle, name="a"), self.create(bundle, name="b")}
+
+        r = self.runtime("list")
+        self.assertEqual(r.returncode, 0, repr(r))
+        for cid in ids:
+            self.assertIn(cid, r.stdout)
+        self.assertIn("created", r.stdout)
+
+        r = self.runtime("list", "-q")
+        self.assertEqual(r.returncode, 0, repr(r))
+        self.assertEqual(set(r.stdout.split()), ids)
+
+        r = self.runtime("list", "--format", "json")
+        self.assertEqual(r.returncode, 0, repr(r))
+        listed = json.loads(r.stdout)
+        self.assertEqual({c["id"] for c in listed}, ids)
+        self.assertEqual({c["status"] for c in listed}, {"created"})
+
+    def test_state_unknown_id(self):
+        r = self.runtime("state", "kt-no-such-container")
+        self.assertNotEqual(r.returncode, 0, repr(r))
+        self.assertIn("kt-no-such-container", r.stderr)
+
+    def test_unknown_subcommand(self):
+        r = self.runtime("frobnicate")
+        self.assertNotEqual(r.returncode, 0, repr(r))
+        self.assertIn("frobnicate", r.stderr)
+
+    # --- run ----------------------------------------------------------------------------------
+
+    def test_run_exit_code_with_bundle_as_cwd(self):
+        bundle = self.bundle("/bin/probe", "exit", "5")
+        cid = self.new_id()
+        r = self.runtime("run", cid, cwd=bundle.path)
+        self.assertEqual(r.returncode, 5, repr(r))
+        self.assertNothingLeft(cid)
+
+    def test_run_detached(self):
+        bundle = self.bundle("/bin/probe", "sleep", "100")
+        cid = self.new_id()
+        pid_file = os.path.join(self.tmp, "run.pid")
+        r = self.runtime.run(bundle, cid, "-d", "--pid-file", pid_file, timeout=10)
+        self.assertEqual(r.returncode, 0, repr(r))
+        state = self.runtime.state(cid)
+        self.assertEqual(state["status"], "running")
+        with open(pid_file) as f:
+            self.assertEqual(int(f.read()), state["pid"])
+        r = self.runtime("delete", "--force", cid)
+        self.assertEqual(r.returncode, 0, repr(r))
+        self.assertTrue(keeltest.wait_for(lambda: not keeltest.process_exists(state["pid"])))
+        self.assertNothingLeft(cid)
+
+    def test_runc_spec_bundle_runs_unchanged(self):
+        bundle = self.bundle("/bin/sh", "-c", "/bin/probe caps; /bin/probe hostname; /bin/probe pid",
+                             generator="runc")
+        r = self.run_container(bundle)
+        self.assertEqual(r.returncode, 0, repr(r))
+        out = parse_kv(r.stdout)
+        want = f"{cap_mask(DEFAULT_CAPS):016x}"
+        self.assertEqual((out["CapBnd"], out["CapPrm"], out["CapEff"]), (want, want, want))
+        self.assertEqual(out["CapInh"], f"{0:016x}")
+        self.assertEqual(out["NoNewPrivs"], "1")
+        self.assertEqual(out["nodename"], "runc")
+        self.assertEqual(out["pid"], "1")
+
+    # --- bad bundles: clear error, runtime exit code, nothing left behind ------------------------
+
+    def bad_bundle_cases(self, bundle, *needles):
+        """Both `run` and `create` refuse the bundle, name the problem, leave nothing."""
+        for command in ["run", "create"]:
+            with self.subTest(command=command):
+                cid = self.new_id(command)
+                r = self.runtime(command, "--bundle", bundle.path, cid)
+                self.assertRuntimeError(r, *needles)
+                self.assertNothingLeft(cid)
+                r = self.runtime("state", cid)
+                self.assertNotEqual(r.returncode, 0, repr(r))
+
+    def test_missing_rootfs(self):
+        bundle = self.bundle("/bin/probe", "pid")
+        shutil.rmtree(bundle.rootfs)
+        self.bad_bundle_cases(bundle, "root")
+        cid = self.new_id()
+        r = self.runtime.run(bundle, cid)
+        self.assertTrue("root.path" in r.stderr or bundle.rootfs in r.stderr, repr(r))
+
+    def test_invalid_json(self):
+        bundle = self.bundle("/bin/probe", "pid")
+        with open(bundle.config_path, "w") as f:
+            f.write('{"ociVersion": "1.0.2", "process": {')
+        self.bad_bundle_cases(bundle, "config.json")
+
+    def test_missing_config(self):
+        bundle = self.bundle("/bin/probe", "pid")
+        os.unlink(bundle.config_path)
+        self.bad_bundle_cases(bundle, "config.json")
+
+    def test_unknown_capability(self):
+        bundle = self.bundle("/bin/probe", "pid")
+        bundle.config["process"]["capabilities"]["bounding"].append("CAP_FOO")
+        bundle.save()
+        self.bad_bundle_cases(bundle, "CAP_FOO", "capabilities.bounding")
+
+    def test_relative_mount_destination(self):
+        bundle = self.bundle("/bin/probe", "pid")
+        index = len(bundle.config["mounts"])
+        bundle.config["mounts"].append(
+            {"destination": "relative/dir", "type": "tmpfs", "source": "tmpfs"})
+        bundle.save()
+        self.bad_bundle_cases(bundle, f"mounts[{index}].destination")
+
+
+if __name__ == "__main__":
+    import unittest
+    unittest.main(verbosity=2)
