@@ -28,6 +28,9 @@
  *   env                    the environment, one VAR=value per line
  *   cwd                    the working directory
  *   rlimit NAME            soft= hard= (NAME like NOFILE or RLIMIT_NOFILE)
+ *   maxrss CMD [ARGS]      on the host, for benchmarks: runs CMD and prints its peak RSS
+ *                          (`maxrss_kb=N`, stderr), exiting with its code. A small static
+ *                          parent, so the figure is CMD's own and not an interpreter's.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -430,6 +433,20 @@ static int cmd_syscall(const char* name) {
     return report(rc);
 }
 
+static int cmd_maxrss(char** argv) {
+    pid_t pid = fork();
+    if (pid < 0) return 2;
+    if (pid == 0) {
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    int status = 0;
+    struct rusage ru;
+    if (wait4(pid, &status, 0, &ru) < 0) return 2;
+    fprintf(stderr, "maxrss_kb=%ld\n", ru.ru_maxrss);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
 int main(int argc, char** argv) {
     /* Line-buffered output would interleave badly with a signal; flush after each line. */
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -437,6 +454,7 @@ int main(int argc, char** argv) {
     const char* cmd = argv[1];
     const char* arg = argc > 2 ? argv[2] : NULL;
 
+    if (strcmp(cmd, "maxrss") == 0 && argc > 2) return cmd_maxrss(argv + 2);
     if (strcmp(cmd, "caps") == 0) return cmd_caps();
     if (strcmp(cmd, "ids") == 0) return cmd_ids();
     if (strcmp(cmd, "pid") == 0) {
