@@ -96,7 +96,8 @@ static int cmd_state(RuntimeContext& ctx, const std::vector<std::string>& argv) 
     return 0;
 }
 
-static Result<int> parse_signal(std::string s) {
+static Result<int> parse_signal(const std::string& given) {
+    std::string s = given;
     if (!s.empty() && std::all_of(s.begin(), s.end(), ::isdigit)) {
         int n = std::stoi(s);
         if (n > 0 && n < NSIG) return n;
@@ -106,7 +107,7 @@ static Result<int> parse_signal(std::string s) {
         for (int sig = 1; sig < NSIG; ++sig)
             if (const char* abbrev = sigabbrev_np(sig); abbrev && s == abbrev) return sig;
     }
-    return plain_error(fmt::format("unknown signal '{}'", s));
+    return plain_error(fmt::format("unknown signal '{}'", given));
 }
 
 static int cmd_kill(RuntimeContext& ctx, const std::vector<std::string>& argv) {
