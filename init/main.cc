@@ -5,12 +5,14 @@
 #include <string_view>
 
 #include "cli/cli.h"
+#include "pid1/init.h"
 
 int main(int argc, char** argv) {
     std::string_view self = argc > 0 && argv[0] ? argv[0] : "keel";
     if (auto slash = self.rfind('/'); slash != std::string_view::npos) self.remove_prefix(slash + 1);
     if (self == "keel" || self == "ros" || self.empty()) return keel::cli::main(argc, argv);
-    if (self == "init" || self == "keel-init" || self == "keeld") {
+    if (self == "init" || self == "keel-init") return keel::pid1::init_main(argc, argv);
+    if (self == "keeld") {
         std::fprintf(stderr, "keel: the %.*s personality is not built yet\n", static_cast<int>(self.size()),
                      self.data());
         return 1;

@@ -1,0 +1,32 @@
+// The boot stages keel-init runs, in order, before it starts keeld. Each returns what it did
+// for the console; only "mounts" can be fatal (it sends the machine to recovery).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/error.h"
+#include "pid1/modules.h"
+
+namespace keel::pid1::boot {
+
+// /proc, /sys, /dev (devtmpfs), /dev/pts, /dev/shm, /run, /tmp, cgroup2 (nsdelegate),
+// securityfs; / made shared-private as the runtime needs. Mounts already there are kept.
+Status mount_early();
+
+struct ModuleReport {
+    std::vector<std::string> loaded, missing, failed; // failed: "name: EINVAL (...)"
+};
+// Loads the allow-list from /lib/modules/<release>/.
+ModuleReport load_modules(const modules::AllowList& list);
+Status lock_modules(); // kernel.modules_disabled=1
+
+Status set_hostname(const std::string& name);
+Status loopback_up();
+
+// Mounts the ext4 filesystem labelled `label` at /var/lib/keel; returns the device, or an
+// error when there is none (the caller then mounts a tmpfs there).
+Result<std::string> mount_state(const std::string& label);
+Status mount_state_tmpfs();
+
+} // namespace keel::pid1::boot

@@ -1,0 +1,25 @@
+// The kernel command line, as PID 1 reads it: `keel.*` keys; everything else (the kernel's own
+// parameters, words and X=Y environment the kernel hands to init) is tolerated, never fatal.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace keel::pid1 {
+
+struct KernelCmdline {
+    std::optional<std::string> state_label; // keel.state=LABEL (default KEEL_STATE)
+    bool debug = false;                     // keel.debug
+    bool recovery = false;                  // keel.recovery: a root shell instead of keeld
+    bool autologin = false;                 // keel.autologin: console logs in without a password
+    std::map<std::string, std::string> config; // keel.config.KEY=VALUE overrides
+    std::vector<std::string> unknown_keel;  // keel.* keys we do not know, for a warning
+};
+
+// Splits like the kernel does: spaces separate words, double quotes group.
+std::vector<std::string> split_cmdline(const std::string& text);
+KernelCmdline parse_cmdline(const std::string& text);
+
+} // namespace keel::pid1

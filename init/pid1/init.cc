@@ -1,0 +1,257 @@
+// keel-init: boot stages in order, each printed with its time; then the supervision loop.
+#include "pid1/init.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/reboot.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <functional>
+
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+#include "common/fd.h"
+#include "pid1/boot.h"
+#include "pid1/cmdline.h"
+#include "pid1/supervisor.h"
+#include "pid1/sysctl.h"
+
+namespace keel::pid1 {
+
+namespace {
+
+const char* kConfigDir = "/etc/keel";
+const char* kOverlay = "/var/lib/keel/config.yml";
+const char* kLastGood = "/var/lib/keel/config.last-good.yml";
+
+class Console {
+  public:
+    explicit Console(Sys& sys) : sys_(sys), start_(sys.now_ms()) {}
+    int64_t start() const { return start_; }
+    void stage(const std::string& name, const std::string& what) noexcept {
+        try {
+            sys_.print(fmt::format("keel: [{:>5} ms] {}: {}", sys_.now_ms() - start_, name, what));
+        } catch (...) {
+        }
+    }
+
+  private:
+    Sys& sys_;
+    int64_t start_;
+};
+
+// The kernel starts init with the console on 0-2 only when /dev/console existed in the
+// initramfs; otherwise open it now, once devtmpfs is there.
+void ensure_console() noexcept {
+    if (::fcntl(1, F_GETFD) >= 0) return;
+    int fd = ::open("/dev/console", O_RDWR | O_NOCTTY);
+    if (fd < 0) return;
+    for (int i = 0; i < 3; ++i)
+        if (fd != i) ::dup2(fd, i);
+    if (fd > 2) ::close(fd);
+}
+
+std::string read_text(const std::string& path) {
+    std::string s;
+    read_file(path.c_str(), s);
+    return s;
+}
+
+// The configuration overlay on the state partition. A broken overlay never bricks the box:
+// the error is printed with its line, the last good copy is used, and the broken file is kept
+// for the user to fix.
+std::string load_overlay(Console& con) {
+    struct stat st{};
+    if (::stat(kOverlay, &st) < 0) return "defaults (no overlay)";
+    std::string text = read_text(kOverlay);
+    try {
+        YAML::Node n = YAML::Load(text);
+        if (n && !n.IsNull() && !n.IsMap()) throw YAML::Exception(n.Mark(), "expected a mapping of settings");
+        if (!write_file_atomic(kLastGood, text, 0600))
+            con.stage("config", sys_error(std::string("save ") + kLastGood).str());
+        return std::string("defaults + ") + kOverlay;
+    } catch (const YAML::Exception& e) {
+        con.stage("config", fmt::format("ERROR {}:{}: {}", kOverlay, e.mark.line + 1, e.msg));
+        if (::stat(kLastGood, &st) == 0) return std::string("booting with the last good configuration ") + kLastGood;
+        return "booting with the built-in defaults (no last good configuration)";
+    }
+}
+
+void block_signals(sigset_t& set) {
+    sigemptyset(&set);
+    for (int s : {SIGCHLD, SIGTERM, SIGINT, SIGUSR1, SIGUSR2, SIGHUP, SIGPWR, SIGQUIT}) sigaddset(&set, s);
+    ::sigprocmask(SIG_BLOCK, &set, nullptr);
+}
+
+// Recovery: a root shell on the console instead of keeld, respawned when it exits, with the
+// reason above the prompt. PID 1 keeps reaping meanwhile.
+[[noreturn]] void recovery(RealSys& sys, const std::string& reason) noexcept {
+    for (;;) {
+        sys.print("keel: RECOVERY: " + reason);
+        sys.print("keel: starting a root shell on the console; exit it to get a new one");
+        pid_t sh = sys.spawn({"/bin/sh", "-l"}, {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "TERM=linux"}, -1);
+        if (sh < 0) {
+            sys.print(fmt::format("keel: RECOVERY: cannot start /bin/sh: {}", std::strerror(-sh)));
+            ::sleep(5);
+            continue;
+        }
+        for (;;) {
+            int status = 0;
+            pid_t p = ::waitpid(-1, &status, 0);
+            if (p == sh || (p < 0 && errno == ECHILD)) break;
+        }
+    }
+}
+
+} // namespace
+
+int init_main(int argc, char** argv) noexcept {
+    bool test = false;
+    for (int i = 1; i < argc; ++i)
+        if (std::strcmp(argv[i], "--test") == 0) test = true;
+    RealSys sys;
+    if (::getpid() != 1 && !test) {
+        sys.print("keel init: must run as PID 1 (use --test for a test run in fresh namespaces)");
+        return 1;
+    }
+    sigset_t sigs;
+    block_signals(sigs);
+    if (!test) ::reboot(RB_DISABLE_CAD); // Ctrl-Alt-Del becomes SIGINT: an orderly reboot
+    ::umask(022);
+    ::setenv("PATH", "/usr/sbin:/usr/bin:/sbin:/bin", 1);
+
+    Console con(sys);
+    std::string fatal;
+    KernelCmdline cmd;
+    SupervisorConfig cfg;
+    try {
+        Status m = boot::mount_early();
+        ensure_console();
+        sys.print(fmt::format("keel: init {} starting{}", KEEL_VERSION, test ? " (test mode)" : ""));
+        con.stage("mounts", m ? "proc sys dev run tmp cgroup2" : m.error().str());
+        if (!m) fatal = "mounting the pseudo-filesystems failed: " + m.error().str();
+
+        const char* env_cmdline = test ? std::getenv("KEEL_CMDLINE") : nullptr;
+        cmd = parse_cmdline(env_cmdline ? env_cmdline : read_text("/proc/cmdline"));
+        con.stage("cmdline", fmt::format("state={} debug={} recovery={}{}", cmd.state_label.value_or("KEEL_STATE"),
+                                         cmd.debug, cmd.recovery,
+                                         cmd.unknown_keel.empty() ? "" : " (ignored: " + fmt::format("{}", fmt::join(cmd.unknown_keel, " ")) + ")"));
+
+        if (test) {
+            con.stage("modules", "skipped (test mode)");
+            con.stage("sysctl", "skipped (test mode)");
+        } else {
+            std::string origin = std::string(kConfigDir) + "/modules.yml";
+            auto list = modules::parse_allow_list(read_text(origin), origin);
+            if (!list) {
+                con.stage("modules", "ERROR " + list.error().str() + "; no modules loaded");
+                list = modules::AllowList{};
+            }
+            auto rep = boot::load_modules(*list);
+            con.stage("modules", fmt::format("loaded {}: {}", rep.loaded.size(), fmt::join(rep.loaded, " ")));
+            for (const auto& m2 : rep.missing) con.stage("modules", "not found: " + m2);
+            for (const auto& f : rep.failed) con.stage("modules", "failed: " + f);
+            bool lock = list->lock && cmd.config.count("modules.lock") == 0;
+            if (cmd.config.count("modules.lock") && cmd.config["modules.lock"] != "false") lock = true;
+            if (lock) {
+                Status l = boot::lock_modules();
+                con.stage("modules", l ? "locked (kernel.modules_disabled=1)" : "ERROR " + l.error().str());
+            }
+
+            std::string sorigin = std::string(kConfigDir) + "/sysctl.yml";
+            auto prof = sysctl::parse_profile(read_text(sorigin), sorigin);
+            if (!prof) {
+                con.stage("sysctl", "ERROR " + prof.error().str());
+            } else {
+                auto out = sysctl::apply(*prof);
+                con.stage("sysctl", fmt::format("applied {} of {}", out.applied, prof->size()));
+                for (const auto& f : out.failures) con.stage("sysctl", "not applied: " + f);
+            }
+        }
+
+        std::string hostname = cmd.config.count("hostname") ? cmd.config["hostname"] : "keel";
+        Status h = boot::set_hostname(hostname);
+        Status lo = boot::loopback_up();
+        con.stage("network", fmt::format("hostname {}{}; lo {}", hostname, h ? "" : " (" + h.error().str() + ")",
+                                         lo ? "up" : lo.error().str()));
+
+        if (test) {
+            con.stage("state", "test mode: /var/lib/keel not mounted");
+        } else {
+            auto dev = boot::mount_state(cmd.state_label.value_or("KEEL_STATE"));
+            if (dev) {
+                con.stage("state", fmt::format("{} mounted on /var/lib/keel", *dev));
+            } else {
+                Status t = boot::mount_state_tmpfs();
+                con.stage("state", fmt::format("{}: using a tmpfs, STATE WILL NOT PERSIST{}", dev.error().str(),
+                                               t ? "" : " (" + t.error().str() + ")"));
+            }
+            con.stage("config", load_overlay(con));
+        }
+    } catch (const std::exception& e) {
+        fatal = std::string("boot: ") + e.what();
+    } catch (...) {
+        fatal = "boot: unexpected error";
+    }
+
+    if (!test && (cmd.recovery || !fatal.empty())) {
+        ::sigprocmask(SIG_UNBLOCK, &sigs, nullptr);
+        recovery(sys, cmd.recovery ? "keel.recovery on the kernel command line" : fatal);
+    }
+
+    cfg.boot_start_ms = con.start();
+    cfg.call_reboot = !test;
+    if (test) cfg.system_cgroup = "/run/keel/test-system-cgroup"; // the dev host's cgroups are not ours
+    int notify[2];
+    if (::pipe2(notify, O_CLOEXEC | O_NONBLOCK) < 0) notify[0] = notify[1] = -1;
+    Supervisor sup(sys, cfg);
+    con.stage("keeld", "starting " + cfg.keeld_argv[0]);
+    sup.start_keeld(notify[1]);
+
+    Fd sigfd(::signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK));
+    std::string notify_buf;
+    for (;;) {
+        try {
+            pollfd fds[2] = {{sigfd.get(), POLLIN, 0}, {notify[0], POLLIN, 0}};
+            int64_t t = sup.timeout_ms();
+            ::poll(fds, 2, t < 0 ? -1 : static_cast<int>(std::min<int64_t>(t, 60000)));
+            signalfd_siginfo si{};
+            while (::read(sigfd.get(), &si, sizeof si) == sizeof si) {
+                switch (si.ssi_signo) {
+                case SIGCHLD: break; // reaped below, every time round
+                case SIGTERM:
+                case SIGUSR2:
+                case SIGPWR: sup.request(Action::poweroff); break;
+                case SIGINT: sup.request(Action::reboot); break;
+                default: break;
+                }
+            }
+            char buf[256];
+            for (ssize_t n; (n = ::read(notify[0], buf, sizeof buf)) > 0;) {
+                notify_buf.append(buf, static_cast<size_t>(n));
+                for (size_t nl; (nl = notify_buf.find('\n')) != std::string::npos; notify_buf.erase(0, nl + 1))
+                    if (notify_buf.compare(0, nl, "READY") == 0) sup.on_ready();
+            }
+            sup.reap_all();
+            sup.tick();
+            if (sup.phase() == Phase::done) {
+                if (test) return 0;
+                ::sleep(1); // reboot(2) failed and said so; keep reaping
+            }
+        } catch (const std::exception& e) {
+            sys.print(std::string("keel: init loop: ") + e.what());
+        } catch (...) {
+            sys.print("keel: init loop: unexpected error");
+        }
+    }
+}
+
+} // namespace keel::pid1
