@@ -91,26 +91,6 @@ void block_signals(sigset_t& set) {
     ::sigprocmask(SIG_BLOCK, &set, nullptr);
 }
 
-// Recovery: a root shell on the console instead of keeld, respawned when it exits, with the
-// reason above the prompt. PID 1 keeps reaping meanwhile.
-[[noreturn]] void recovery(RealSys& sys, const std::string& reason) noexcept {
-    for (;;) {
-        sys.print("keel: RECOVERY: " + reason);
-        sys.print("keel: starting a root shell on the console; exit it to get a new one");
-        pid_t sh = sys.spawn({"/bin/sh", "-l"}, {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "TERM=linux"}, -1);
-        if (sh < 0) {
-            sys.print(fmt::format("keel: RECOVERY: cannot start /bin/sh: {}", std::strerror(-sh)));
-            ::sleep(5);
-            continue;
-        }
-        for (;;) {
-            int status = 0;
-            pid_t p = ::waitpid(-1, &status, 0);
-            if (p == sh || (p < 0 && errno == ECHILD)) break;
-        }
-    }
-}
-
 } // namespace
 
 int init_main(int argc, char** argv) noexcept {
@@ -202,9 +182,16 @@ int init_main(int argc, char** argv) noexcept {
         fatal = "boot: unexpected error";
     }
 
-    if (!test && (cmd.recovery || !fatal.empty())) {
-        ::sigprocmask(SIG_UNBLOCK, &sigs, nullptr);
-        recovery(sys, cmd.recovery ? "keel.recovery on the kernel command line" : fatal);
+    // Recovery: a root shell on the console takes keeld's place, under the same supervision
+    // (respawned when it exits; poweroff and reboot still go through the ordered shutdown).
+    bool recovery = cmd.recovery || !fatal.empty();
+    if (recovery) {
+        std::string reason = cmd.recovery ? "keel.recovery on the kernel command line" : fatal;
+        sys.print("keel: RECOVERY: " + reason);
+        sys.print("keel: RECOVERY: a root shell on the console replaces keeld; `poweroff` or `reboot` to leave");
+        cfg.keeld_argv = {"/bin/busybox", "setsid", "-c", "/bin/sh", "-l"};
+        cfg.env = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "TERM=linux", "PS1=recovery# "};
+        cfg.backoff_max_ms = 1000;
     }
 
     cfg.boot_start_ms = con.start();
@@ -213,7 +200,7 @@ int init_main(int argc, char** argv) noexcept {
     int notify[2];
     if (::pipe2(notify, O_CLOEXEC | O_NONBLOCK) < 0) notify[0] = notify[1] = -1;
     Supervisor sup(sys, cfg);
-    con.stage("keeld", "starting " + cfg.keeld_argv[0]);
+    con.stage(recovery ? "recovery" : "keeld", "starting " + fmt::format("{}", fmt::join(cfg.keeld_argv, " ")));
     sup.start_keeld(notify[1]);
 
     Fd sigfd(::signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK));
