@@ -189,9 +189,12 @@ int init_main(int argc, char** argv) noexcept {
         std::string reason = cmd.recovery ? "keel.recovery on the kernel command line" : fatal;
         sys.print("keel: RECOVERY: " + reason);
         sys.print("keel: RECOVERY: a root shell on the console replaces keeld; `poweroff` or `reboot` to leave");
-        cfg.keeld_argv = {"/bin/busybox", "setsid", "-c", "/bin/sh", "-l"};
+        // cttyhack opens the real console tty (ttyS0, tty1) as the controlling terminal, so job
+        // control and Ctrl-C work in the shell.
+        cfg.keeld_argv = {"/bin/busybox", "cttyhack", "/bin/sh", "-l"};
         cfg.env = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "TERM=linux", "PS1=recovery# "};
         cfg.backoff_max_ms = 1000;
+        cfg.keeld_stop_signal = SIGHUP;
     }
 
     cfg.boot_start_ms = con.start();

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <set>
 
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
@@ -79,8 +80,12 @@ DepTable parse_modules_dep(const std::string& text) {
 std::vector<std::string> load_order(const DepTable& t, const std::vector<std::string>& wanted,
                                     const std::vector<std::string>& builtin, std::vector<std::string>& missing) {
     std::vector<std::string> order;
+    // depmod refuses cycles, but a hand-edited modules.dep must not make PID 1 load a module
+    // twice: a name being visited is skipped, which breaks the cycle at that edge.
+    std::set<std::string> visiting;
     std::function<void(const std::string&, int)> visit = [&](const std::string& n, int depth) {
-        if (depth > 64 || std::find(order.begin(), order.end(), n) != order.end()) return;
+        if (depth > 64 || visiting.count(n)) return;
+        if (std::find(order.begin(), order.end(), n) != order.end()) return;
         auto it = t.path.find(n);
         if (it == t.path.end()) {
             if (std::find(builtin.begin(), builtin.end(), n) == builtin.end() &&
@@ -88,9 +93,11 @@ std::vector<std::string> load_order(const DepTable& t, const std::vector<std::st
                 missing.push_back(n);
             return;
         }
+        visiting.insert(n);
         auto d = t.deps.find(n);
         if (d != t.deps.end())
             for (auto r = d->second.rbegin(); r != d->second.rend(); ++r) visit(*r, depth + 1);
+        visiting.erase(n);
         order.push_back(n);
     };
     for (const auto& w : wanted) visit(normalize(w), 0);

@@ -135,7 +135,7 @@ void Supervisor::request(Action a) noexcept {
         if (keeld_ > 0) {
             sys_.print("keel: shutdown: stopping keeld and its services");
             phase_ = Phase::stopping_keeld;
-            sys_.kill(keeld_, SIGTERM);
+            sys_.kill(keeld_, cfg_.keeld_stop_signal);
             deadline_ = sys_.now_ms() + cfg_.keeld_stop_ms;
         } else {
             enter_terminating();
@@ -190,7 +190,8 @@ void Supervisor::finish() noexcept {
     })
     if (cfg_.call_reboot) {
         int err = sys_.reboot(action_ == Action::reboot ? RB_AUTOBOOT : RB_POWER_OFF);
-        NOEXCEPT_BODY(sys_.print(fmt::format("keel: reboot(2) failed: {}", std::strerror(err)));)
+        // reboot(2) does not return when it works, except as PID 1 of a PID namespace.
+        if (err != 0) NOEXCEPT_BODY(sys_.print(fmt::format("keel: reboot(2) failed: {}", std::strerror(err)));)
     }
 }
 
