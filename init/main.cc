@@ -5,6 +5,7 @@
 #include <string_view>
 
 #include "cli/cli.h"
+#include "keeld/main.h"
 #include "pid1/init.h"
 
 int main(int argc, char** argv) {
@@ -12,11 +13,7 @@ int main(int argc, char** argv) {
     if (auto slash = self.rfind('/'); slash != std::string_view::npos) self.remove_prefix(slash + 1);
     if (self == "keel" || self == "ros" || self.empty()) return keel::cli::main(argc, argv);
     if (self == "init" || self == "keel-init") return keel::pid1::init_main(argc, argv);
-    if (self == "keeld") {
-        std::fprintf(stderr, "keel: the %.*s personality is not built yet\n", static_cast<int>(self.size()),
-                     self.data());
-        return 1;
-    }
+    if (self == "keeld") return keel::keeld::keeld_main(argc, argv);
     // Unknown names (a copy renamed by hand, the memfd re-exec) behave as the CLI.
     return keel::cli::main(argc, argv);
 }

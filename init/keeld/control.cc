@@ -1,0 +1,217 @@
+// The control socket: the CLI's requests, one JSON line each, after a version handshake.
+// Only root may connect (SO_PEERCRED). A malformed or oversized message gets an error reply
+// and closes that connection only.
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <signal.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include "common/log.h"
+#include "common/strings.h"
+#include "keeld/daemon.h"
+#include "keeld/protocol.h"
+#include "runtime/oci.h"
+
+namespace keel::keeld {
+
+using nlohmann::json;
+
+namespace {
+int64_t mono_ms() {
+    timespec ts{};
+    ::clock_gettime(CLOCK_MONOTONIC, &ts);
+    return int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+json error(const std::string& msg) { return {{"ok", false}, {"error", msg}}; }
+} // namespace
+
+void Daemon::accept_client() noexcept {
+    for (;;) {
+        int fd = ::accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd < 0) return;
+        ucred cred{};
+        socklen_t len = sizeof cred;
+        if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || cred.uid != 0) {
+            protocol::send(fd, error("permission denied: keeld's control socket is for root"));
+            ::close(fd);
+            continue;
+        }
+        try {
+            clients_[fd].fd.reset(fd);
+            epoll_event ev{};
+            ev.events = EPOLLIN;
+            ev.data.u64 = (uint64_t(3) << 32) | uint32_t(fd);
+            ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev);
+        } catch (...) {
+            ::close(fd);
+        }
+    }
+}
+
+void Daemon::on_client(int fd) noexcept {
+    auto it = clients_.find(fd);
+    if (it == clients_.end()) return;
+    Client& c = it->second;
+    bool close_it = false;
+    try {
+        char tmp[4096];
+        for (;;) {
+            ssize_t n = ::read(fd, tmp, sizeof tmp);
+            if (n == 0) {
+                close_it = true;
+                break;
+            }
+            if (n < 0) {
+                close_it = errno != EAGAIN && errno != EINTR;
+                break;
+            }
+            c.buf.append(tmp, size_t(n));
+            if (c.buf.size() > protocol::kMaxMessage) break;
+        }
+        for (size_t nl; !close_it && (nl = c.buf.find('\n')) != std::string::npos;) {
+            std::string line = c.buf.substr(0, nl);
+            c.buf.erase(0, nl + 1);
+            json req = json::parse(line, nullptr, false);
+            json reply;
+            if (req.is_discarded() || !req.is_object()) {
+                reply = error("malformed message: not a JSON object");
+                close_it = true;
+            } else if (!c.handshaken) {
+                int v = req.value("version", 0);
+                if (!req.contains("hello")) {
+                    reply = error("handshake first: {\"hello\":\"keel\",\"version\":N}");
+                    close_it = true;
+                } else if (v < protocol::kMinVersion) {
+                    reply = error(fmt::format("client too old: protocol {} < {}; update keel", v, protocol::kMinVersion));
+                    close_it = true;
+                } else {
+                    c.handshaken = true;
+                    reply = {{"ok", true}, {"version", protocol::kVersion}, {"min_version", protocol::kMinVersion},
+                             {"instance", cfg_.instance}};
+                }
+            } else {
+                reply = handle(req, close_it);
+            }
+            protocol::send(fd, reply);
+        }
+        if (c.buf.size() > protocol::kMaxMessage) {
+            protocol::send(fd, error(fmt::format("message over {} bytes", protocol::kMaxMessage)));
+            close_it = true;
+        }
+    } catch (...) {
+        close_it = true; // an allocation failure costs this connection, not keeld
+    }
+    if (close_it) {
+        ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
+        clients_.erase(fd);
+    }
+}
+
+json Daemon::describe(const Service& s, bool full) const {
+    json j = {{"name", s.name},
+              {"enabled", s.enabled},
+              {"state", state_name(s.state)},
+              {"pid", s.has_container ? s.container.pid() : 0},
+              {"uptime_s", s.state == State::running ? (mono_ms() - s.started_ms) / 1000 : 0},
+              {"restarts", s.restarts},
+              {"error", s.error},
+              {"last_exit", s.last_exit}};
+    if (!full || !s.spec) return j;
+    const auto& sp = *s.spec;
+    json caps = json::array();
+    for (int c : sp.capabilities) caps.push_back(runtime::oci::capability_name(c));
+    json host = json::array();
+    if (sp.host.net) host.push_back("net");
+    if (sp.host.pid) host.push_back("pid");
+    if (sp.host.ipc) host.push_back("ipc");
+    if (sp.host.uts) host.push_back("uts");
+    j["image"] = sp.image;
+    j["command"] = sp.command;
+    j["capabilities"] = caps;
+    j["host_namespaces"] = host;
+    j["user"] = sp.user;
+    json res = json::object();
+    if (sp.resources.memory_max) res["memory"] = *sp.resources.memory_max;
+    if (sp.resources.pids_max) res["pids"] = *sp.resources.pids_max;
+    if (sp.resources.cpu_quota) res["cpu_quota_us"] = *sp.resources.cpu_quota;
+    j["resources"] = res;
+    j["file"] = sp.file;
+    j["log"] = s.log ? s.log->tail(10) : std::vector<std::string>{};
+    return j;
+}
+
+json Daemon::handle(const json& req, bool& close_after) {
+    std::string cmd = req.value("cmd", "");
+    std::string name = req.value("name", "");
+    auto need = [&](Service*& s) -> std::optional<json> {
+        s = find(name);
+        if (s) return std::nullopt;
+        std::vector<std::string> names;
+        for (const auto& [n, sv] : services_) names.push_back(n);
+        std::string near = closest(name, names);
+        return error(fmt::format("unknown service '{}'{}", name, near.empty() ? "" : fmt::format(" (did you mean '{}'?)", near)));
+    };
+    Service* s = nullptr;
+    if (cmd == "list") {
+        json all = json::array();
+        for (const auto& [n, sv] : services_) all.push_back(describe(sv, false));
+        return {{"ok", true}, {"services", all}};
+    }
+    if (cmd == "status") {
+        if (auto e = need(s)) return *e;
+        return {{"ok", true}, {"service", describe(*s, true)}};
+    }
+    if (cmd == "logs") {
+        if (auto e = need(s)) return *e;
+        size_t lines = req.value("lines", 50);
+        return {{"ok", true}, {"lines", s->log->tail(lines)}};
+    }
+    if (cmd == "start" || cmd == "stop" || cmd == "restart") {
+        if (auto e = need(s)) return *e;
+        if (!s->spec) return error(fmt::format("service {} is invalid: {}", name, s->error));
+        int timeout = req.value("timeout", s->spec->stop_timeout_s);
+        if (cmd != "start") stop(*s, timeout);
+        if (cmd == "stop") return {{"ok", true}, {"service", describe(*s, false)}};
+        // start / restart: clear the hold and failures; the loop starts it once stopped.
+        s->hold = false;
+        s->failures = 0;
+        if (s->state == State::failed || s->state == State::disabled) s->state = State::stopped;
+        if (!s->enabled) {
+            // Starting a disabled service runs it now without enabling it at boot.
+            s->enabled = true;
+            s->hold = false;
+        }
+        schedule();
+        return {{"ok", true}, {"service", describe(*s, false)}};
+    }
+    if (cmd == "enable" || cmd == "disable") {
+        if (auto e = need(s)) return *e;
+        bool on = cmd == "enable";
+        if (on && !s->spec) return error(fmt::format("service {} is invalid: {}", name, s->error));
+        if (auto st = persist_enabled(name, on); !st) return error(st.error().str());
+        s->enabled = on;
+        if (on) {
+            s->hold = false;
+            if (s->state == State::disabled || s->state == State::failed) s->state = State::stopped;
+            s->failures = 0;
+            schedule();
+        } else {
+            stop(*s, s->spec ? s->spec->stop_timeout_s : 10);
+            if (!s->has_container) s->state = State::disabled;
+        }
+        return {{"ok", true}, {"service", describe(*s, false)}};
+    }
+    if (cmd == "poweroff" || cmd == "reboot") {
+        if (cfg_.instance != "system") return error("only the system instance powers off or reboots the machine");
+        // PID 1 does the ordered shutdown; it asks us to stop our services first.
+        if (::kill(1, cmd == "reboot" ? SIGINT : SIGUSR2) < 0) return error(sys_error("signal PID 1").str());
+        return {{"ok", true}};
+    }
+    close_after = false;
+    return error(fmt::format("unknown command '{}'", cmd));
+}
+
+} // namespace keel::keeld

@@ -1,0 +1,404 @@
+#include "keeld/daemon.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+#include "common/log.h"
+#include "keeld/protocol.h"
+
+namespace keel::keeld {
+
+namespace {
+
+enum Kind : uint64_t { kSignal = 1, kListen = 2, kClient = 3, kPidfd = 4, kLog = 5 };
+uint64_t tag(Kind k, int fd) { return (uint64_t(k) << 32) | uint32_t(fd); }
+
+int64_t now_ms() {
+    timespec ts{};
+    ::clock_gettime(CLOCK_MONOTONIC, &ts);
+    return int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+constexpr int64_t kBackoffMin = 100, kBackoffMax = 30000, kStableMs = 10000;
+
+} // namespace
+
+const char* state_name(State s) {
+    switch (s) {
+    case State::disabled: return "disabled";
+    case State::stopped: return "stopped";
+    case State::waiting: return "waiting";
+    case State::running: return "running";
+    case State::stopping: return "stopping";
+    case State::backoff: return "restarting";
+    case State::failed: return "failed";
+    case State::invalid: return "invalid";
+    }
+    return "?";
+}
+
+Daemon::Daemon(DaemonConfig cfg) : cfg_(std::move(cfg)) {
+    if (cfg_.socket.empty()) cfg_.socket = protocol::socket_path(cfg_.instance);
+}
+
+void Daemon::watch(int fd, uint64_t t) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = t;
+    ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev);
+}
+
+void Daemon::unwatch(int fd) { ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr); }
+
+Service* Daemon::find(const std::string& name) {
+    auto it = services_.find(name);
+    return it == services_.end() ? nullptr : &it->second;
+}
+
+// Enabled state: the service file's default, overridden by the state overlay's
+// `services: {NAME: {enabled: bool}}`.
+static std::map<std::string, bool> overlay_enabled(const std::string& path) {
+    std::map<std::string, bool> out;
+    try {
+        YAML::Node root = YAML::LoadFile(path);
+        if (root && root.IsMap() && root["services"] && root["services"].IsMap())
+            for (const auto& kv : root["services"])
+                if (kv.second.IsMap() && kv.second["enabled"]) out[kv.first.as<std::string>()] = kv.second["enabled"].as<bool>();
+    } catch (...) {
+        // A missing or broken overlay is PID 1's to report; the defaults apply.
+    }
+    return out;
+}
+
+void Daemon::load() {
+    auto catalog = service::load_catalog(cfg_.services_dir);
+    auto overrides = overlay_enabled(cfg_.state_dir + "/config.yml");
+    order_ = service::start_order(catalog); // before the specs are moved out of the catalog
+    ::mkdir((cfg_.state_dir + "/log").c_str(), 0750);
+    for (auto& spec : catalog.services) {
+        Service s;
+        s.name = spec.name;
+        s.enabled = overrides.count(spec.name) ? overrides[spec.name] : spec.enabled;
+        s.state = s.enabled ? State::stopped : State::disabled;
+        s.spec = std::move(spec);
+        services_[s.name] = std::move(s);
+    }
+    for (auto& [name, why] : catalog.errors) {
+        Service& s = services_[name];
+        s.name = name;
+        s.spec.reset();
+        s.state = State::invalid;
+        s.error = why;
+        log::error("service {}: {}", name, why);
+    }
+    for (auto& [name, s] : services_) s.log = std::make_unique<LogBuffer>(cfg_.state_dir + "/log/" + name + ".log");
+}
+
+bool Daemon::deps_running(const Service& s, std::string& waiting_for) const {
+    auto check = [&](const std::string& dep, bool required) {
+        auto it = services_.find(dep);
+        if (it == services_.end()) return !required;
+        const Service& d = it->second;
+        // `after` only orders against services that will run; `requires` needs it running.
+        if (!required && (!d.enabled || d.state == State::failed || d.state == State::invalid)) return true;
+        if (d.state == State::running) return true;
+        waiting_for = dep;
+        return false;
+    };
+    for (const auto& d : s.spec->required)
+        if (!check(d, true)) return false;
+    for (const auto& d : s.spec->after)
+        if (!check(d, false)) return false;
+    return true;
+}
+
+void Daemon::schedule() noexcept {
+    if (shutting_down_) return;
+    int64_t now = now_ms();
+    for (const auto& name : order_) {
+        Service* s = find(name);
+        if (!s || !s->enabled || !s->spec || s->hold) continue;
+        if (s->state == State::backoff && now >= s->next_start_ms) s->state = State::stopped;
+        if (s->state != State::stopped && s->state != State::waiting) continue;
+        std::string dep;
+        if (!deps_running(*s, dep)) {
+            s->state = State::waiting;
+            s->error = "waiting for " + dep;
+            continue;
+        }
+        start(*s);
+    }
+    maybe_ready();
+}
+
+void Daemon::start(Service& s) noexcept {
+    try {
+        s.error.clear();
+        s.stop_requested = false;
+        auto spec = service::to_container(*s.spec, cfg_.ctx);
+        if (!spec) {
+            s.state = State::failed;
+            s.error = spec.error().str();
+            s.log->note("not started: " + s.error);
+            log::error("service {}: {}", s.name, s.error);
+            return;
+        }
+        if (s.spec->privileged) log::warn("service {} runs PRIVILEGED (allow_privileged is set)", s.name);
+        int p[2];
+        if (::pipe2(p, O_CLOEXEC) < 0) throw std::runtime_error("pipe");
+        Fd rd(p[0]), wr(p[1]);
+        spec->stdin_.kind = runtime::Stdio::Kind::null;
+        spec->stdout_.kind = spec->stderr_.kind = runtime::Stdio::Kind::fd;
+        spec->stdout_.fd = spec->stderr_.fd = wr.get();
+        runtime::StartOptions opts;
+        opts.die_with_parent = false; // a keeld crash is survived: PID 1 cleans up by cgroup
+        runtime::StartError why;
+        auto c = runtime::Container::start(*spec, opts, &why);
+        if (!c) {
+            s.last_exit = why.str();
+            s.log->note("start failed: " + s.last_exit);
+            log::error("service {}: start failed: {}", s.name, s.last_exit);
+            s.failures++;
+            s.state = State::backoff;
+            s.next_start_ms = now_ms() + std::min(kBackoffMax, kBackoffMin << std::min(s.failures, 20));
+            if (s.failures > s.spec->restart_limit) {
+                s.state = State::failed;
+                s.error = "start failed " + std::to_string(s.failures) + " times: " + s.last_exit;
+            }
+            return;
+        }
+        ::fcntl(rd.get(), F_SETFL, O_NONBLOCK);
+        s.container = std::move(*c);
+        s.has_container = true;
+        s.log_rd = std::move(rd);
+        watch(s.container.pidfd(), tag(kPidfd, s.container.pidfd()));
+        watch(s.log_rd.get(), tag(kLog, s.log_rd.get()));
+        s.state = State::running;
+        s.started_ms = now_ms();
+        s.log->note(fmt::format("started, pid {}", s.container.pid()));
+        log::info("service {} started (pid {})", s.name, s.container.pid());
+    } catch (const std::exception& e) {
+        s.state = State::failed;
+        s.error = e.what();
+    }
+}
+
+// Whether the process has a handler for `sig` (SigCgt in /proc/PID/status).
+static bool catches(pid_t pid, int sig) {
+    std::string status;
+    if (!read_file(fmt::format("/proc/{}/status", pid).c_str(), status)) return true;
+    auto at = status.find("SigCgt:\t");
+    if (at == std::string::npos) return true;
+    uint64_t mask = std::strtoull(status.c_str() + at + 8, nullptr, 16);
+    return (mask >> (sig - 1)) & 1;
+}
+
+void Daemon::stop(Service& s, int timeout_s) noexcept {
+    if (!s.has_container || s.state != State::running) {
+        if (s.state == State::backoff || s.state == State::waiting) s.state = s.enabled ? State::stopped : State::disabled;
+        return;
+    }
+    s.stop_requested = true;
+    s.state = State::stopping;
+    int sig = s.spec ? s.spec->stop_signal : SIGTERM;
+    // The kernel drops a signal sent to a PID namespace's init that has no handler for it: a
+    // `sleep` as the service's PID 1 would ignore SIGTERM and wait out the whole timeout.
+    // Then SIGKILL is what the stop would come to anyway, so it is sent now.
+    if (s.spec && !s.spec->host.pid && !catches(s.container.pid(), sig)) {
+        s.log->note(fmt::format("PID 1 has no handler for SIG{}: SIGKILL", sigabbrev_np(sig) ? sigabbrev_np(sig) : "?"));
+        sig = SIGKILL;
+    }
+    (void)s.container.signal(sig);
+    s.kill_at_ms = now_ms() + int64_t(timeout_s) * 1000;
+}
+
+void Daemon::read_log(Service& s) noexcept {
+    char buf[8192];
+    for (ssize_t n; s.log_rd && (n = ::read(s.log_rd.get(), buf, sizeof buf)) > 0;) s.log->append(buf, size_t(n));
+}
+
+void Daemon::on_exit(Service& s) noexcept {
+    auto st = s.container.try_wait();
+    if (!st) return;
+    read_log(s);
+    unwatch(s.container.pidfd());
+    if (s.log_rd) unwatch(s.log_rd.get());
+    s.log_rd.reset();
+    (void)s.container.cleanup();
+    s.container = runtime::Container();
+    s.has_container = false;
+    s.kill_at_ms = -1;
+    s.last_exit = st->describe();
+    s.log->note(s.last_exit);
+    int64_t ran = now_ms() - s.started_ms;
+    if (s.stop_requested || shutting_down_) {
+        s.state = s.enabled ? State::stopped : State::disabled;
+        s.hold = s.stop_requested && s.enabled;
+        s.stop_requested = false;
+        return;
+    }
+    log::warn("service {} {}", s.name, s.last_exit);
+    bool failed = st->signal || st->code != 0;
+    auto policy = s.spec->restart;
+    if (policy == service::RestartPolicy::no || (policy == service::RestartPolicy::on_failure && !failed)) {
+        // Done by its own policy: it stays down until someone starts it.
+        s.hold = true;
+        s.state = failed ? State::failed : State::stopped;
+        s.error = failed ? s.last_exit : "finished: " + s.last_exit;
+        return;
+    }
+    if (ran >= kStableMs) s.failures = 0;
+    s.failures++;
+    if (s.failures > s.spec->restart_limit) {
+        s.state = State::failed;
+        s.error = fmt::format("{} ({} failures in a row)", s.last_exit, s.failures);
+        log::error("service {} failed: {}", s.name, s.error);
+        return;
+    }
+    int64_t delay = std::min(kBackoffMax, kBackoffMin << std::min(s.failures - 1, 20));
+    s.restarts++;
+    s.state = State::backoff;
+    s.next_start_ms = now_ms() + delay;
+    s.log->note(fmt::format("restarting in {} ms", delay));
+}
+
+void Daemon::maybe_ready() noexcept {
+    if (ready_sent_ || cfg_.notify_fd < 0) return;
+    for (const auto& [name, s] : services_) {
+        if (!s.enabled || s.hold) continue;
+        if (s.state == State::stopped || (s.state == State::backoff && s.failures == 0)) return;
+        if (s.state == State::waiting) {
+            // Waiting on a dependency that has failed will not end by itself: not a reason
+            // to hold the boot.
+            auto dep = services_.find(s.error.substr(std::string("waiting for ").size()));
+            if (dep == services_.end() || (dep->second.state != State::failed && dep->second.state != State::invalid))
+                return;
+        }
+    }
+    ready_sent_ = true;
+    log::info("all enabled services started in {} ms", now_ms() - boot_ms_);
+    ssize_t ignored = ::write(cfg_.notify_fd, "READY\n", 6);
+    (void)ignored;
+}
+
+Status Daemon::persist_enabled(const std::string& name, bool enabled) {
+    std::string path = cfg_.state_dir + "/config.yml";
+    YAML::Node root;
+    try {
+        struct stat st{};
+        if (::stat(path.c_str(), &st) == 0) root = YAML::LoadFile(path);
+    } catch (const YAML::Exception& e) {
+        return plain_error(fmt::format("{}:{}: {} (fix it before enabling or disabling)", path, e.mark.line + 1, e.msg));
+    }
+    if (!root || root.IsNull()) root = YAML::Node(YAML::NodeType::Map);
+    if (!root.IsMap()) return plain_error(path + ": not a mapping");
+    root["services"][name]["enabled"] = enabled;
+    YAML::Emitter out;
+    out << root;
+    if (!write_file_atomic(path, std::string(out.c_str()) + "\n", 0600)) return sys_error("write " + path);
+    return {};
+}
+
+int Daemon::run() noexcept {
+    try {
+        boot_ms_ = now_ms();
+        epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
+        sigset_t sigs;
+        sigemptyset(&sigs);
+        for (int s : {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGPIPE}) sigaddset(&sigs, s);
+        ::sigprocmask(SIG_BLOCK, &sigs, nullptr);
+        sigfd_.reset(::signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK));
+        watch(sigfd_.get(), tag(kSignal, sigfd_.get()));
+
+        ::mkdir("/run/keel", 0755);
+        ::unlink(cfg_.socket.c_str());
+        listen_.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+        sockaddr_un addr{};
+        addr.sun_family = AF_UNIX;
+        std::strncpy(addr.sun_path, cfg_.socket.c_str(), sizeof addr.sun_path - 1);
+        if (::bind(listen_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0 || ::listen(listen_.get(), 16) < 0) {
+            log::error("control socket {}: {}", cfg_.socket, std::strerror(errno));
+        } else {
+            ::chmod(cfg_.socket.c_str(), 0660);
+            watch(listen_.get(), tag(kListen, listen_.get()));
+        }
+        load();
+        schedule();
+    } catch (const std::exception& e) {
+        log::error("startup: {}", e.what());
+    }
+
+    for (;;) {
+        try {
+            int64_t now = now_ms(), timeout = -1;
+            for (auto& [name, s] : services_) {
+                if (s.state == State::backoff && s.next_start_ms >= 0)
+                    timeout = timeout < 0 ? s.next_start_ms - now : std::min(timeout, s.next_start_ms - now);
+                if (s.kill_at_ms >= 0)
+                    timeout = timeout < 0 ? s.kill_at_ms - now : std::min(timeout, s.kill_at_ms - now);
+            }
+            epoll_event evs[32];
+            int n = ::epoll_wait(epoll_.get(), evs, 32, timeout < 0 ? -1 : int(std::max<int64_t>(0, timeout)));
+            for (int i = 0; i < n; ++i) {
+                Kind k = Kind(evs[i].data.u64 >> 32);
+                int fd = int(uint32_t(evs[i].data.u64));
+                if (k == kSignal) {
+                    signalfd_siginfo si{};
+                    while (::read(sigfd_.get(), &si, sizeof si) == sizeof si)
+                        if ((si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) && !shutting_down_) {
+                            log::info("stopping all services");
+                            shutting_down_ = true;
+                            for (auto it = order_.rbegin(); it != order_.rend(); ++it)
+                                if (Service* s = find(*it)) stop(*s, s->spec ? s->spec->stop_timeout_s : 10);
+                        }
+                } else if (k == kListen) {
+                    accept_client();
+                } else if (k == kClient) {
+                    on_client(fd);
+                } else {
+                    for (auto& [name, s] : services_) {
+                        if (!s.has_container) continue;
+                        if (k == kLog && s.log_rd.get() == fd) read_log(s);
+                        if (k == kPidfd && s.container.pidfd() == fd) on_exit(s);
+                    }
+                }
+            }
+            now = now_ms();
+            for (auto& [name, s] : services_)
+                if (s.kill_at_ms >= 0 && now >= s.kill_at_ms && s.has_container) {
+                    s.log->note("did not stop in time: SIGKILL");
+                    (void)s.container.signal(SIGKILL);
+                    s.kill_at_ms = -1;
+                }
+            if (shutting_down_) {
+                bool any = std::any_of(services_.begin(), services_.end(), [](auto& p) { return p.second.has_container; });
+                if (!any) {
+                    ::unlink(cfg_.socket.c_str());
+                    log::info("all services stopped");
+                    return 0;
+                }
+            } else {
+                schedule();
+            }
+        } catch (const std::exception& e) {
+            log::error("event loop: {}", e.what());
+        } catch (...) {
+            log::error("event loop: unexpected error");
+        }
+    }
+}
+
+} // namespace keel::keeld

@@ -1,0 +1,98 @@
+// keeld: one runtime daemon, run as the system instance (by PID 1) or the user instance. It
+// starts each enabled service in its own container as soon as its dependencies run,
+// supervises them directly through pidfds in one epoll loop (no shim per container), restarts
+// them with backoff, keeps their logs, and answers the CLI on its control socket.
+#pragma once
+
+#include <sys/types.h>
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/fd.h"
+#include "keeld/log_buffer.h"
+#include "runtime/container.h"
+#include "service/service_spec.h"
+
+#include <nlohmann/json.hpp>
+
+namespace keel::keeld {
+
+struct DaemonConfig {
+    std::string instance = "system";
+    std::string services_dir = "/etc/keel/services";
+    std::string state_dir = "/var/lib/keel"; // config.yml overlay and log/
+    std::string socket;                      // default /run/keel/<instance>.sock
+    service::ContainerContext ctx;
+    int notify_fd = -1; // "READY\n" once every enabled service has started (PID 1 reads it)
+};
+
+enum class State { disabled, stopped, waiting, running, stopping, backoff, failed, invalid };
+const char* state_name(State s);
+
+struct Service {
+    std::string name;
+    std::optional<service::ServiceSpec> spec; // empty when the file is invalid
+    std::string error;                        // why it is invalid / failed / waiting
+    bool enabled = false;
+    State state = State::stopped;
+    runtime::Container container;
+    bool has_container = false;
+    Fd log_rd;
+    int64_t started_ms = 0;
+    int restarts = 0;
+    int failures = 0; // consecutive
+    int64_t next_start_ms = -1;
+    int64_t kill_at_ms = -1;
+    bool stop_requested = false;
+    bool hold = false; // stopped by the user, or finished: not started again until asked
+    std::string last_exit; // "exited with 1", "exec: ENOENT ..."
+    std::unique_ptr<LogBuffer> log;
+};
+
+class Daemon {
+  public:
+    explicit Daemon(DaemonConfig cfg);
+    int run() noexcept; // the event loop; returns the exit code after SIGTERM
+
+  private:
+    // lifecycle
+    void load();
+    void schedule() noexcept;
+    void start(Service& s) noexcept;
+    void stop(Service& s, int timeout_s) noexcept;
+    void on_exit(Service& s) noexcept;
+    void read_log(Service& s) noexcept;
+    bool deps_running(const Service& s, std::string& waiting_for) const;
+    void maybe_ready() noexcept;
+    Service* find(const std::string& name);
+
+    // control
+    void accept_client() noexcept;
+    void on_client(int fd) noexcept;
+    nlohmann::json handle(const nlohmann::json& req, bool& close_after);
+    nlohmann::json describe(const Service& s, bool full) const;
+    Status persist_enabled(const std::string& name, bool enabled);
+
+    void watch(int fd, uint64_t tag);
+    void unwatch(int fd);
+
+    DaemonConfig cfg_;
+    std::map<std::string, Service> services_;
+    std::vector<std::string> order_;
+    Fd epoll_, sigfd_, listen_;
+    struct Client {
+        Fd fd;
+        std::string buf;
+        bool handshaken = false;
+    };
+    std::map<int, Client> clients_;
+    bool ready_sent_ = false;
+    bool shutting_down_ = false;
+    int64_t boot_ms_ = 0;
+};
+
+} // namespace keel::keeld

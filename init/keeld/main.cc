@@ -1,0 +1,56 @@
+#include "keeld/main.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "common/log.h"
+#include "keeld/daemon.h"
+#include "runtime/container.h"
+
+namespace keel::keeld {
+
+int keeld_main(int argc, char** argv) noexcept {
+    try {
+        DaemonConfig cfg;
+        for (int i = 1; i < argc; ++i) {
+            std::string a = argv[i];
+            auto val = [&](const char* opt) -> const char* {
+                size_t n = std::strlen(opt);
+                if (a.compare(0, n, opt) == 0 && a.size() > n && a[n] == '=') return argv[i] + n + 1;
+                if (a == opt && i + 1 < argc) return argv[++i];
+                return nullptr;
+            };
+            if (const char* v = val("--instance")) cfg.instance = v;
+            else if (const char* v2 = val("--services")) cfg.services_dir = v2;
+            else if (const char* v3 = val("--state")) cfg.state_dir = v3;
+            else if (const char* v4 = val("--socket")) cfg.socket = v4;
+            else if (const char* v5 = val("--images")) cfg.ctx.images_dir = v5;
+            else if (const char* v6 = val("--seccomp")) cfg.ctx.seccomp_profile = v6;
+            else {
+                std::fprintf(stderr, "keeld: unknown option %s\n", argv[i]);
+                return 2;
+            }
+        }
+        log::set_prefix("keeld");
+        // CVE-2019-5736: containers must never reach this binary for writing.
+        if (auto s = runtime::reexec_from_sealed_memfd(argv); !s) log::warn("{}", s.error().str());
+        // PID 1 hands us its notify pipe as fd 3.
+        if (::fcntl(3, F_GETFD) >= 0) {
+            cfg.notify_fd = 3;
+            ::fcntl(3, F_SETFD, FD_CLOEXEC);
+        }
+        Daemon d(cfg);
+        return d.run();
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "keeld: %s\n", e.what());
+    } catch (...) {
+        std::fprintf(stderr, "keeld: unexpected error\n");
+    }
+    return 1;
+}
+
+} // namespace keel::keeld

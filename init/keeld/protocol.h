@@ -1,0 +1,44 @@
+// The control protocol between keeld and the CLI: one JSON object per line over a unix stream
+// socket, a version handshake first (dinit's QUERYVERSION idea): the client says its version,
+// the server answers with its own and the oldest client it still speaks to. New features get
+// new commands; an old client gets a clear "too old" instead of a misunderstanding.
+#pragma once
+
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "common/error.h"
+
+namespace keel::keeld::protocol {
+
+constexpr int kVersion = 1;
+constexpr int kMinVersion = 1;
+constexpr size_t kMaxMessage = 64 * 1024; // a longer line is an error, and closes the connection
+
+std::string socket_path(const std::string& instance); // /run/keel/<instance>.sock
+
+// Buffered line reader over a socket fd: returns one message, EOF, or an error.
+class LineReader {
+  public:
+    explicit LineReader(int fd) : fd_(fd) {}
+    // Reads what is available (non-blocking fds) or blocks (blocking fds). Returns
+    //  1 when a full line is in `line`, 0 when more data is needed (non-blocking), -1 on EOF,
+    //  -2 when the line exceeds kMaxMessage, -3 on a read error.
+    int next(std::string& line);
+
+  private:
+    int fd_;
+    std::string buf_;
+};
+
+// Writes one message (adds the newline); false on error.
+bool send(int fd, const nlohmann::json& msg);
+
+// Client side: connects, handshakes, returns the fd. Errors: "keeld is not running (no socket
+// at /run/keel/system.sock)", "permission denied", "keeld speaks protocol N..".
+Result<int> connect(const std::string& path);
+// One request, one reply.
+Result<nlohmann::json> request(int fd, const nlohmann::json& req);
+
+} // namespace keel::keeld::protocol

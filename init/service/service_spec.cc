@@ -1,0 +1,454 @@
+// Service files: YAML → ServiceSpec (validated, errors with file:line:column and key) →
+// ContainerSpec. Parsing throws inside this file only; the public functions return errors.
+#include "service/service_spec.h"
+
+#include <dirent.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+
+#include <algorithm>
+#include <functional>
+#include <set>
+
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+#include "common/fd.h"
+#include "common/strings.h"
+#include "runtime/oci.h"
+#include "runtime/seccomp.h"
+
+namespace keel::service {
+
+namespace {
+
+struct ParseError {
+    std::string message;
+};
+
+struct Reader {
+    std::string file;
+    [[noreturn]] void fail(const YAML::Node& at, const std::string& key, const std::string& what) const {
+        auto m = at.Mark();
+        throw ParseError{fmt::format("{}:{}:{}: {}: {}", file, m.line + 1, m.column + 1, key, what)};
+    }
+    std::string str(const YAML::Node& n, const std::string& key) const {
+        if (!n.IsScalar()) fail(n, key, "expected a string");
+        return n.as<std::string>();
+    }
+    bool boolean(const YAML::Node& n, const std::string& key) const {
+        try {
+            return n.as<bool>();
+        } catch (const YAML::Exception&) {
+            fail(n, key, "expected true or false");
+        }
+    }
+    int64_t integer(const YAML::Node& n, const std::string& key) const {
+        try {
+            return n.as<int64_t>();
+        } catch (const YAML::Exception&) {
+            fail(n, key, "expected a number");
+        }
+    }
+    std::vector<std::string> list(const YAML::Node& n, const std::string& key) const {
+        if (n.IsScalar()) return {n.as<std::string>()};
+        if (!n.IsSequence()) fail(n, key, "expected a list of strings");
+        std::vector<std::string> out;
+        for (const auto& i : n) out.push_back(str(i, key));
+        return out;
+    }
+};
+
+const std::vector<std::string> kKeys = {
+    "image",   "command",    "environment", "user",          "group",        "working_dir", "capabilities",
+    "host",    "mounts",     "devices",     "read_only_root", "resources",   "restart",     "restart_limit",
+    "after",   "requires",   "ready",       "stop_signal",   "stop_timeout", "enabled",     "privileged"};
+
+int64_t parse_size(const Reader& r, const YAML::Node& n, const std::string& key) {
+    std::string s = r.str(n, key);
+    size_t i = 0;
+    while (i < s.size() && isdigit(static_cast<unsigned char>(s[i]))) ++i;
+    if (i == 0) r.fail(n, key, "expected a size like 64M");
+    int64_t v = std::stoll(s.substr(0, i));
+    std::string unit = s.substr(i);
+    if (unit.empty() || unit == "b" || unit == "B") return v;
+    if (unit == "k" || unit == "K") return v << 10;
+    if (unit == "m" || unit == "M") return v << 20;
+    if (unit == "g" || unit == "G") return v << 30;
+    r.fail(n, key, "unknown size unit '" + unit + "' (use K, M or G)");
+}
+
+int parse_signal(const Reader& r, const YAML::Node& n, const std::string& key) {
+    std::string s = r.str(n, key);
+    if (!s.empty() && std::all_of(s.begin(), s.end(), ::isdigit)) return std::stoi(s);
+    if (starts_with(s, "SIG")) s = s.substr(3);
+    for (int sig = 1; sig < NSIG; ++sig)
+        if (const char* a = sigabbrev_np(sig); a && s == a) return sig;
+    r.fail(n, key, "unknown signal '" + r.str(n, key) + "'");
+}
+
+ServiceSpec parse(const YAML::Node& root, const Reader& r, const std::string& name) {
+    if (!root.IsMap()) r.fail(root, name, "a service file is a mapping of keys");
+    ServiceSpec s;
+    s.name = name;
+    s.file = r.file;
+    for (const auto& kv : root) {
+        std::string key = kv.first.as<std::string>();
+        if (std::find(kKeys.begin(), kKeys.end(), key) == kKeys.end()) {
+            std::string near = closest(key, kKeys);
+            r.fail(kv.first, key, "unknown key" + (near.empty() ? std::string() : " (did you mean '" + near + "'?)"));
+        }
+    }
+    if (!root["image"]) r.fail(root, "image", "missing (a directory under the images dir, or an absolute path)");
+    s.image = r.str(root["image"], "image");
+    if (!root["command"]) r.fail(root, "command", "missing");
+    const YAML::Node cmd = root["command"];
+    if (cmd.IsScalar()) {
+        for (const auto& w : split(cmd.as<std::string>(), ' '))
+            if (!w.empty()) s.command.push_back(w);
+    } else {
+        s.command = r.list(cmd, "command");
+    }
+    if (s.command.empty()) r.fail(cmd, "command", "is empty");
+    if (const YAML::Node env = root["environment"]) {
+        if (env.IsMap())
+            for (const auto& kv : env) s.environment.push_back(kv.first.as<std::string>() + "=" + r.str(kv.second, "environment"));
+        else
+            for (const auto& e : r.list(env, "environment")) {
+                if (e.find('=') == std::string::npos) r.fail(env, "environment", "'" + e + "' is not KEY=VALUE");
+                s.environment.push_back(e);
+            }
+    }
+    if (root["user"]) s.user = r.str(root["user"], "user");
+    if (root["group"]) s.group = r.str(root["group"], "group");
+    if (root["working_dir"]) s.working_dir = r.str(root["working_dir"], "working_dir");
+    if (const YAML::Node caps = root["capabilities"]) {
+        if (!caps.IsSequence()) r.fail(caps, "capabilities", "expected a list of capability names");
+        std::vector<std::string> known;
+        for (int c = 0; c <= 40; ++c)
+            if (auto n = runtime::oci::capability_name(c); !n.empty()) known.push_back(n);
+        for (size_t i = 0; i < caps.size(); ++i) {
+            std::string c = r.str(caps[i], "capabilities");
+            std::transform(c.begin(), c.end(), c.begin(), ::toupper);
+            if (!starts_with(c, "CAP_")) c = "CAP_" + c;
+            int v = runtime::oci::capability_from_name(c);
+            std::string key = fmt::format("capabilities[{}]", i);
+            if (v < 0) {
+                std::string near = closest(c, known);
+                r.fail(caps[i], key, "unknown capability " + c + (near.empty() ? "" : " (did you mean " + near + "?)"));
+            }
+            s.capabilities.push_back(v);
+        }
+    }
+    if (const YAML::Node host = root["host"]) {
+        std::vector<std::string> names;
+        if (host.IsMap()) {
+            for (const auto& kv : host)
+                if (r.boolean(kv.second, "host." + kv.first.as<std::string>())) names.push_back(kv.first.as<std::string>());
+        } else {
+            names = r.list(host, "host");
+        }
+        for (const auto& n : names) {
+            if (n == "net") s.host.net = true;
+            else if (n == "pid") s.host.pid = true;
+            else if (n == "ipc") s.host.ipc = true;
+            else if (n == "uts") s.host.uts = true;
+            else r.fail(host, "host", "unknown namespace '" + n + "' (net, pid, ipc or uts)");
+        }
+    }
+    if (const YAML::Node mounts = root["mounts"]) {
+        if (!mounts.IsSequence()) r.fail(mounts, "mounts", "expected a list");
+        for (size_t i = 0; i < mounts.size(); ++i) {
+            const YAML::Node m = mounts[i];
+            std::string key = fmt::format("mounts[{}]", i);
+            ServiceMount sm;
+            if (m.IsScalar()) {
+                auto parts = split(m.as<std::string>(), ':');
+                if (parts.size() < 2 || parts.size() > 3) r.fail(m, key, "expected SOURCE:DESTINATION[:rw]");
+                sm.source = parts[0];
+                sm.destination = parts[1];
+                if (parts.size() == 3) {
+                    if (parts[2] != "rw" && parts[2] != "ro") r.fail(m, key, "mode must be rw or ro");
+                    sm.read_only = parts[2] == "ro";
+                }
+            } else if (m.IsMap()) {
+                for (const auto& kv : m) {
+                    std::string k = kv.first.as<std::string>();
+                    if (k == "type") sm.type = r.str(kv.second, key + ".type");
+                    else if (k == "source") sm.source = r.str(kv.second, key + ".source");
+                    else if (k == "destination") sm.destination = r.str(kv.second, key + ".destination");
+                    else if (k == "read_only") sm.read_only = r.boolean(kv.second, key + ".read_only");
+                    else if (k == "options") sm.options = r.str(kv.second, key + ".options");
+                    else r.fail(kv.first, key + "." + k, "unknown key");
+                }
+            } else {
+                r.fail(m, key, "expected a mapping or SOURCE:DESTINATION");
+            }
+            if (sm.type != "bind" && sm.type != "tmpfs") r.fail(m, key + ".type", "must be bind or tmpfs");
+            if (sm.destination.empty() || sm.destination[0] != '/')
+                r.fail(m, key + ".destination", "must be an absolute path, got '" + sm.destination + "'");
+            if (sm.type == "bind" && sm.source.empty()) r.fail(m, key + ".source", "missing");
+            s.mounts.push_back(sm);
+        }
+    }
+    if (root["devices"]) s.devices = r.list(root["devices"], "devices");
+    if (root["read_only_root"]) s.read_only_root = r.boolean(root["read_only_root"], "read_only_root");
+    if (const YAML::Node res = root["resources"]) {
+        if (!res.IsMap()) r.fail(res, "resources", "expected a mapping");
+        for (const auto& kv : res) {
+            std::string k = kv.first.as<std::string>();
+            if (k == "memory") s.resources.memory_max = parse_size(r, kv.second, "resources.memory");
+            else if (k == "pids") s.resources.pids_max = r.integer(kv.second, "resources.pids");
+            else if (k == "cpu") {
+                double cores = 0;
+                try {
+                    cores = kv.second.as<double>();
+                } catch (const YAML::Exception&) {
+                    r.fail(kv.second, "resources.cpu", "expected a number of CPUs, like 0.5");
+                }
+                if (cores <= 0) r.fail(kv.second, "resources.cpu", "must be above 0");
+                s.resources.cpu_period = 100000;
+                s.resources.cpu_quota = static_cast<int64_t>(cores * 100000);
+            } else if (k == "cpu_weight") s.resources.cpu_weight = static_cast<uint64_t>(r.integer(kv.second, "resources.cpu_weight"));
+            else r.fail(kv.first, "resources." + k, "unknown key (memory, pids, cpu, cpu_weight)");
+        }
+    }
+    if (root["restart"]) {
+        std::string p = r.str(root["restart"], "restart");
+        if (p == "no") s.restart = RestartPolicy::no;
+        else if (p == "on-failure") s.restart = RestartPolicy::on_failure;
+        else if (p == "always") s.restart = RestartPolicy::always;
+        else r.fail(root["restart"], "restart", "must be no, on-failure or always");
+    }
+    if (root["restart_limit"]) s.restart_limit = static_cast<int>(r.integer(root["restart_limit"], "restart_limit"));
+    if (root["after"]) s.after = r.list(root["after"], "after");
+    if (root["requires"]) s.required = r.list(root["requires"], "requires");
+    if (const YAML::Node ready = root["ready"]) {
+        if (ready.IsScalar() && ready.as<std::string>() == "started") s.ready = ReadyKind::started;
+        else if (ready.IsScalar() && ready.as<std::string>() == "notify") s.ready = ReadyKind::notify;
+        else if (ready.IsMap() && ready["path"]) {
+            s.ready = ReadyKind::path;
+            s.ready_path = r.str(ready["path"], "ready.path");
+        } else r.fail(ready, "ready", "must be started, notify or {path: P}");
+    }
+    if (root["stop_signal"]) s.stop_signal = parse_signal(r, root["stop_signal"], "stop_signal");
+    if (root["stop_timeout"]) s.stop_timeout_s = static_cast<int>(r.integer(root["stop_timeout"], "stop_timeout"));
+    if (root["enabled"]) s.enabled = r.boolean(root["enabled"], "enabled");
+    if (root["privileged"]) s.privileged = r.boolean(root["privileged"], "privileged");
+    return s;
+}
+
+} // namespace
+
+Result<ServiceSpec> parse_service(const std::string& yaml_text, const std::string& file) {
+    std::string base = file.substr(file.rfind('/') + 1);
+    std::string name = base.substr(0, base.rfind(".yml"));
+    try {
+        return parse(YAML::Load(yaml_text), Reader{file}, name);
+    } catch (const ParseError& e) {
+        return plain_error(e.message);
+    } catch (const YAML::Exception& e) {
+        return plain_error(fmt::format("{}:{}:{}: {}", file, e.mark.line + 1, e.mark.column + 1, e.msg));
+    }
+}
+
+Catalog load_catalog(const std::string& dir) {
+    Catalog c;
+    std::vector<std::string> files;
+    if (DIR* d = ::opendir(dir.c_str())) {
+        while (dirent* e = ::readdir(d)) {
+            std::string n = e->d_name;
+            if (n.size() > 4 && n.ends_with(".yml")) files.push_back(n);
+        }
+        ::closedir(d);
+    }
+    std::sort(files.begin(), files.end());
+    std::map<std::string, ServiceSpec> ok;
+    for (const auto& f : files) {
+        std::string path = dir + "/" + f, text, name = f.substr(0, f.size() - 4);
+        if (!read_file(path.c_str(), text)) {
+            c.errors[name] = sys_error("read " + path).str();
+            continue;
+        }
+        auto s = parse_service(text, path);
+        if (!s) c.errors[name] = s.error().str();
+        else ok.emplace(name, std::move(*s));
+    }
+    // Requirements must exist and be valid.
+    bool changed = true;
+    while (changed) {
+        changed = false;
+        for (auto it = ok.begin(); it != ok.end();) {
+            std::string why;
+            for (const auto& dep : it->second.required)
+                if (!ok.count(dep)) why = c.errors.count(dep) ? "requires " + dep + ", which is invalid" : "requires unknown service " + dep;
+            if (!why.empty()) {
+                c.errors[it->first] = it->second.file + ": " + why;
+                it = ok.erase(it);
+                changed = true;
+            } else {
+                ++it;
+            }
+        }
+    }
+    // Cycles through after + requires.
+    std::map<std::string, int> mark; // 0 new, 1 on stack, 2 done
+    std::vector<std::string> stack;
+    std::set<std::string> in_cycle;
+    std::function<void(const std::string&)> visit = [&](const std::string& n) {
+        mark[n] = 1;
+        stack.push_back(n);
+        auto& s = ok.at(n);
+        std::vector<std::string> deps = s.after;
+        deps.insert(deps.end(), s.required.begin(), s.required.end());
+        for (const auto& d : deps) {
+            if (!ok.count(d)) continue;
+            if (mark[d] == 1) {
+                auto from = std::find(stack.begin(), stack.end(), d);
+                std::vector<std::string> cyc(from, stack.end());
+                cyc.push_back(d);
+                std::string text = "dependency cycle: " + join(cyc, " -> ");
+                for (auto i = from; i != stack.end(); ++i)
+                    if (in_cycle.insert(*i).second) c.errors[*i] = ok.at(*i).file + ": " + text;
+            } else if (mark[d] == 0) {
+                visit(d);
+            }
+        }
+        stack.pop_back();
+        mark[n] = 2;
+    };
+    for (auto& [n, s] : ok)
+        if (mark[n] == 0) visit(n);
+    for (const auto& n : in_cycle) ok.erase(n);
+    for (auto& [n, s] : ok) c.services.push_back(std::move(s));
+    return c;
+}
+
+std::vector<std::string> start_order(const Catalog& c) {
+    std::map<std::string, const ServiceSpec*> by;
+    for (const auto& s : c.services) by[s.name] = &s;
+    std::vector<std::string> order;
+    std::set<std::string> done;
+    std::function<void(const std::string&, int)> visit = [&](const std::string& n, int depth) {
+        if (done.count(n) || !by.count(n) || depth > 256) return;
+        std::vector<std::string> deps = by[n]->after;
+        deps.insert(deps.end(), by[n]->required.begin(), by[n]->required.end());
+        std::sort(deps.begin(), deps.end());
+        for (const auto& d : deps) visit(d, depth + 1);
+        if (done.insert(n).second) order.push_back(n);
+    };
+    for (const auto& [n, s] : by) visit(n, 0);
+    return order;
+}
+
+namespace {
+
+// Looks a user or group up in the image's own /etc/passwd or /etc/group.
+Result<uint32_t> lookup_id(const std::string& rootfs, const char* file, const std::string& name) {
+    if (!name.empty() && std::all_of(name.begin(), name.end(), ::isdigit)) return static_cast<uint32_t>(std::stoul(name));
+    std::string text, path = rootfs + file;
+    if (!read_file(path.c_str(), text)) return sys_error("read " + path);
+    for (const auto& line : split(text, '\n')) {
+        auto f = split(line, ':');
+        if (f.size() >= 3 && f[0] == name) return static_cast<uint32_t>(std::stoul(f[2]));
+    }
+    return plain_error(fmt::format("'{}' not found in the image's {}", name, file));
+}
+
+runtime::Mount mnt(const char* dest, const char* type, const char* src, unsigned long flags, const char* data = "") {
+    runtime::Mount m;
+    m.destination = dest;
+    m.type = type;
+    m.source = src;
+    m.flags = flags;
+    m.data = data;
+    return m;
+}
+
+} // namespace
+
+Result<runtime::ContainerSpec> to_container(const ServiceSpec& s, const ContainerContext& ctx) {
+    using runtime::NsType;
+    runtime::ContainerSpec c;
+    c.id = s.name;
+    c.args = s.command;
+    c.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"};
+    c.env.insert(c.env.end(), s.environment.begin(), s.environment.end());
+    c.cwd = s.working_dir;
+    c.rootfs = s.image.starts_with("/") ? s.image : ctx.images_dir + "/" + s.image;
+    struct stat st{};
+    if (::stat(c.rootfs.c_str(), &st) < 0 || !S_ISDIR(st.st_mode))
+        return plain_error(fmt::format("{}: image '{}' not found at {}", s.file, s.image, c.rootfs));
+    if (s.privileged && !ctx.allow_privileged)
+        return plain_error(fmt::format("{}: privileged: true is refused (the system configuration does not set "
+                                       "allow_privileged: true)", s.file));
+    auto uid = lookup_id(c.rootfs, "/etc/passwd", s.user);
+    if (!uid) return wrap(s.file + ": user", uid.error());
+    c.uid = *uid;
+    auto gid = lookup_id(c.rootfs, "/etc/group", s.group.empty() ? (s.user == "root" ? "0" : s.user) : s.group);
+    if (!gid) return wrap(s.file + ": group", gid.error());
+    c.gid = *gid;
+    c.readonly_root = s.read_only_root;
+    c.no_new_privileges = true;
+
+    std::vector<int> caps = s.capabilities;
+    if (s.privileged)
+        for (int i = 0; i <= 40; ++i) caps.push_back(i);
+    c.caps.bounding = c.caps.permitted = c.caps.effective = caps;
+    // A non-root service keeps its capabilities across exec only as ambient ones.
+    if (c.uid != 0) c.caps.inheritable = c.caps.ambient = caps;
+
+    c.namespaces = {{NsType::mount, ""}, {NsType::cgroup, ""}};
+    if (!s.host.pid) c.namespaces.push_back({NsType::pid, ""});
+    if (!s.host.ipc) c.namespaces.push_back({NsType::ipc, ""});
+    if (!s.host.uts) c.namespaces.push_back({NsType::uts, ""});
+    if (!s.host.net) c.namespaces.push_back({NsType::net, ""});
+    if (!s.host.uts) c.hostname = s.name;
+
+    constexpr unsigned long safe = MS_NOSUID | MS_NODEV | MS_NOEXEC;
+    c.mounts.push_back(mnt("/proc", "proc", "proc", safe));
+    c.mounts.push_back(mnt("/dev", "tmpfs", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k"));
+    c.mounts.push_back(mnt("/dev/pts", "devpts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620"));
+    c.mounts.push_back(mnt("/dev/shm", "tmpfs", "shm", safe, "mode=1777,size=65536k"));
+    c.mounts.push_back(mnt("/dev/mqueue", "mqueue", "mqueue", safe));
+    c.mounts.push_back(mnt("/sys", "sysfs", "sysfs", safe | MS_RDONLY));
+    c.mounts.push_back(mnt("/sys/fs/cgroup", "cgroup", "cgroup", safe | MS_RDONLY | MS_RELATIME));
+    for (const auto& m : s.mounts) {
+        if (m.type == "tmpfs") {
+            c.mounts.push_back(mnt(m.destination.c_str(), "tmpfs", "tmpfs", MS_NOSUID | MS_NODEV | (m.read_only ? MS_RDONLY : 0),
+                                   m.options.c_str()));
+            continue;
+        }
+        if (::stat(m.source.c_str(), &st) < 0) return sys_error(fmt::format("{}: mount source {}", s.file, m.source));
+        runtime::Mount b = mnt(m.destination.c_str(), "bind", m.source.c_str(),
+                               MS_BIND | MS_REC | MS_NOSUID | MS_NODEV | (m.read_only ? MS_RDONLY : 0));
+        c.mounts.push_back(b);
+    }
+    for (const auto& d : s.devices) {
+        if (::stat(d.c_str(), &st) < 0) return sys_error(fmt::format("{}: device {}", s.file, d));
+        if (!S_ISCHR(st.st_mode) && !S_ISBLK(st.st_mode)) return plain_error(fmt::format("{}: {} is not a device", s.file, d));
+        runtime::Device dev;
+        dev.path = d;
+        dev.type = S_ISCHR(st.st_mode) ? 'c' : 'b';
+        dev.major = major(st.st_rdev);
+        dev.minor = minor(st.st_rdev);
+        dev.mode = st.st_mode & 0777;
+        dev.uid = st.st_uid;
+        dev.gid = st.st_gid;
+        c.devices.push_back(dev);
+    }
+    c.masked_paths = {"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                      "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"};
+    c.readonly_paths = {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"};
+    c.resources = s.resources;
+    c.cgroup_path = "keel/system/" + s.name;
+    if (!s.privileged) {
+        auto prof = runtime::seccomp::load_profile(ctx.seccomp_profile, caps);
+        if (!prof) return prof.error();
+        c.seccomp = std::move(*prof);
+    }
+    return c;
+}
+
+} // namespace keel::service

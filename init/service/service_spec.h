@@ -1,0 +1,82 @@
+// A system service definition (services/NAME.yml): what keeld runs in one least-privilege
+// container. Nothing is granted unless the file asks for it: no capabilities, no host
+// namespaces, a read-only root, the default seccomp profile, no_new_privs.
+#pragma once
+
+#include <signal.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "common/error.h"
+#include "runtime/spec.h"
+
+namespace keel::service {
+
+enum class RestartPolicy { no, on_failure, always };
+enum class ReadyKind { started, path, notify };
+
+struct ServiceMount {
+    std::string type = "bind"; // bind | tmpfs
+    std::string source;        // host path (bind)
+    std::string destination;   // absolute path in the container
+    bool read_only = true;
+    std::string options; // tmpfs data, e.g. "size=1m,mode=755"
+};
+
+struct HostNamespaces {
+    bool net = false, pid = false, ipc = false, uts = false;
+};
+
+struct ServiceSpec {
+    std::string name; // the file's base name
+    std::string file; // where it was read from, for messages
+    std::string image; // a directory name under the images dir, or an absolute path
+    std::vector<std::string> command;
+    std::vector<std::string> environment; // "K=V"
+    std::string user = "root", group;     // names from the image's /etc/passwd, or numbers
+    std::string working_dir = "/";
+    std::vector<int> capabilities; // CAP_* numbers, added to an empty set
+    HostNamespaces host;
+    std::vector<ServiceMount> mounts;
+    std::vector<std::string> devices; // host device nodes made available, e.g. /dev/ttyS0
+    bool read_only_root = true;
+    runtime::Resources resources;
+    RestartPolicy restart = RestartPolicy::on_failure;
+    int restart_limit = 5; // consecutive failures before the service is marked failed
+    // YAML `after` and `requires` (`requires` is a C++20 keyword, hence the member name).
+    std::vector<std::string> after, required;
+    ReadyKind ready = ReadyKind::started;
+    std::string ready_path; // ReadyKind::path
+    int stop_signal = SIGTERM;
+    int stop_timeout_s = 10;
+    bool enabled = false;
+    bool privileged = false;
+};
+
+// Parses one file. Errors name file, line, column and key: "console.yml:4:3: capabilities[1]:
+// unknown capability CAP_NET_ADMN (did you mean CAP_NET_ADMIN?)".
+Result<ServiceSpec> parse_service(const std::string& yaml_text, const std::string& file);
+
+struct Catalog {
+    std::vector<ServiceSpec> services;          // the valid ones, sorted by name
+    std::map<std::string, std::string> errors;  // service name -> why it is not usable
+};
+// Every *.yml in `dir`. One bad file disables that service only. Dependencies on unknown
+// services and cycles are reported on the services concerned ("cycle: a -> b -> a").
+Catalog load_catalog(const std::string& dir);
+
+// Start order: dependencies (after + requires) first; ties by name.
+std::vector<std::string> start_order(const Catalog& c);
+
+struct ContainerContext {
+    std::string images_dir = "/usr/share/keel/images";
+    std::string seccomp_profile = "/etc/keel/seccomp/default.yml";
+    std::string run_dir = "/run/keel";
+    bool allow_privileged = false;
+};
+// The container keeld runs for a service.
+Result<runtime::ContainerSpec> to_container(const ServiceSpec& s, const ContainerContext& ctx);
+
+} // namespace keel::service
