@@ -1,0 +1,158 @@
+"""keeld as a normal process over a test service directory: real containers from a busybox
+image, driven with the `keel service` CLI through KEEL_SYSTEM_SOCKET."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import keeltest  # noqa: E402
+
+KEEL = os.environ["KEEL_BIN"]
+SRC = os.environ["KEEL_SOURCE_DIR"]
+
+
+def wait_for(pred, timeout=10.0, what="condition"):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class KeeldTest(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="keel-keeld-")
+        self.images = os.path.join(self.tmp, "images")
+        self.services = os.path.join(self.tmp, "services")
+        self.state = os.path.join(self.tmp, "state")
+        for d in (self.images, self.services, self.state):
+            os.makedirs(d)
+        keeltest.build_rootfs(os.path.join(self.images, "busybox"))
+        self.sock = os.path.join(self.tmp, "system.sock")
+        self.daemon = None
+
+    def tearDown(self):
+        if self.daemon and self.daemon.poll() is None:
+            self.daemon.send_signal(signal.SIGTERM)
+            try:
+                self.daemon.wait(20)
+            except subprocess.TimeoutExpired:
+                self.daemon.kill()
+                self.daemon.wait()
+        if self.daemon:
+            self.daemon_log.close()
+        subprocess.run(["sh", "-c", f"for d in /sys/fs/cgroup/unified/keel/system/kt-*; do rmdir $d 2>/dev/null; done"])
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def service(self, name, body):
+        with open(os.path.join(self.services, name + ".yml"), "w") as f:
+            f.write(body)
+
+    def start_daemon(self):
+        keeld = os.path.join(self.tmp, "keeld")
+        os.symlink(KEEL, keeld)
+        self.daemon_log = open(os.path.join(self.tmp, "keeld.log"), "w")
+        self.daemon = subprocess.Popen([keeld, "--instance=system", "--services", self.services, "--state", self.state,
+                                        "--socket", self.sock, "--images", self.images,
+                                        "--seccomp", os.path.join(SRC, "config/seccomp/default.yml")],
+                                       stdout=self.daemon_log, stderr=subprocess.STDOUT)
+        wait_for(lambda: os.path.exists(self.sock), what="control socket")
+
+    def keel(self, *args):
+        env = dict(os.environ, KEEL_SYSTEM_SOCKET=self.sock)
+        return subprocess.run([KEEL, *args], capture_output=True, text=True, env=env, timeout=30)
+
+    def services_json(self):
+        r = self.keel("service", "list", "--json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return {s["name"]: s for s in json.loads(r.stdout)}
+
+    def log(self):
+        with open(os.path.join(self.tmp, "keeld.log")) as f:
+            return f.read()
+
+    def test_list_start_stop_logs(self):
+        self.service("kt-web", "image: busybox\ncommand: [/bin/sh, -c, 'echo hello from web; exec sleep 1000']\nenabled: true\n")
+        self.service("kt-off", "image: busybox\ncommand: [/bin/sleep, '1000']\n")
+        self.start_daemon()
+        s = wait_for(lambda: self.services_json()["kt-web"]["state"] == "running" and self.services_json(), what="web running")
+        self.assertTrue(s["kt-web"]["enabled"])
+        self.assertGreater(s["kt-web"]["pid"], 0)
+        self.assertEqual(s["kt-off"]["state"], "disabled")
+        r = self.keel("service", "list")
+        self.assertRegex(r.stdout, r"ENABLED\s+NAME\s+STATE\s+PID\s+UPTIME\s+RESTARTS")
+        self.assertRegex(r.stdout, r"yes\s+kt-web\s+running\s+\d+")
+        r = self.keel("service", "list", "--ros")
+        self.assertIn("enabled   kt-web", r.stdout)
+        self.assertIn("disabled  kt-off", r.stdout)
+        wait_for(lambda: "hello from web" in self.keel("service", "logs", "kt-web").stdout, what="log line")
+        # The container is real: its own PID namespace, no capabilities.
+        pid = s["kt-web"]["pid"]
+        self.assertNotEqual(os.readlink(f"/proc/{pid}/ns/pid"), os.readlink("/proc/self/ns/pid"))
+        with open(f"/proc/{pid}/status") as f:
+            status = f.read()
+        self.assertIn("CapEff:\t0000000000000000", status)
+        self.assertIn("NoNewPrivs:\t1", status)
+        self.assertIn("Seccomp:\t2", status)
+
+        r = self.keel("service", "stop", "kt-web")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        wait_for(lambda: self.services_json()["kt-web"]["state"] == "stopped", what="web stopped")
+        self.assertFalse(os.path.exists(f"/proc/{pid}"))
+        r = self.keel("service", "start", "kt-web")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        wait_for(lambda: self.services_json()["kt-web"]["state"] == "running", what="web running again")
+
+        r = self.keel("service", "status", "kt-wbe")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("unknown service 'kt-wbe' (did you mean 'kt-web'?)", r.stderr)
+
+    def test_enable_disable_persist(self):
+        self.service("kt-a", "image: busybox\ncommand: [/bin/sleep, '1000']\n")
+        self.start_daemon()
+        r = self.keel("service", "enable", "kt-a")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        wait_for(lambda: self.services_json()["kt-a"]["state"] == "running", what="a running")
+        with open(os.path.join(self.state, "config.yml")) as f:
+            self.assertIn("kt-a", f.read())
+        r = self.keel("service", "disable", "kt-a")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        wait_for(lambda: self.services_json()["kt-a"]["state"] == "disabled", what="a disabled")
+
+    def test_crash_loop_backoff_then_failed(self):
+        self.service("kt-crash", "image: busybox\ncommand: [/bin/sh, -c, 'echo crashing; exit 3']\nenabled: true\n"
+                                 "restart: always\nrestart_limit: 3\n")
+        self.start_daemon()
+        s = wait_for(lambda: (lambda j: j["kt-crash"]["state"] == "failed" and j)(self.services_json()),
+                     timeout=15, what="crash marked failed")
+        self.assertEqual(s["kt-crash"]["restarts"], 3)
+        self.assertIn("exited with 3", s["kt-crash"]["error"])
+        logs = self.keel("service", "logs", "kt-crash").stdout
+        self.assertIn("restarting in 100 ms", logs)
+        self.assertIn("restarting in 200 ms", logs)
+        self.assertIn("restarting in 400 ms", logs)
+
+    def test_dependency_order_and_exec_failure(self):
+        self.service("kt-late", "image: busybox\ncommand: [/bin/sleep, '1000']\nenabled: true\nrequires: [kt-early]\n")
+        self.service("kt-early", "image: busybox\ncommand: [/bin/sleep, '1000']\nenabled: true\n")
+        self.service("kt-bad", "image: busybox\ncommand: [/nonexistent]\nenabled: true\nrestart_limit: 0\n")
+        self.start_daemon()
+        s = wait_for(lambda: (lambda j: j["kt-late"]["state"] == "running" and j)(self.services_json()), what="late running")
+        self.assertEqual(s["kt-early"]["state"], "running")
+        # Both in keeld's start order: early's container was created first.
+        self.assertLess(s["kt-early"]["pid"], s["kt-late"]["pid"])
+        bad = wait_for(lambda: (lambda j: j["kt-bad"]["state"] == "failed" and j["kt-bad"])(self.services_json()), what="bad failed")
+        self.assertIn("exec: /nonexistent", bad["error"])
+        self.assertIn("ENOENT", bad["error"])
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
