@@ -420,6 +420,16 @@ Result<runtime::ContainerSpec> to_container(const ServiceSpec& s, const Containe
                                    m.options.c_str()));
             continue;
         }
+        // keeld owns its run directory: a service's exchange directory there (a socket dir,
+        // resolv.conf) is created on first use rather than being an error.
+        if (::stat(m.source.c_str(), &st) < 0 && errno == ENOENT && m.source.starts_with(ctx.run_dir + "/")) {
+            std::string cur;
+            for (const auto& part : split(m.source, '/')) {
+                if (part.empty()) continue;
+                cur += "/" + part;
+                ::mkdir(cur.c_str(), 0755);
+            }
+        }
         if (::stat(m.source.c_str(), &st) < 0) return sys_error(fmt::format("{}: mount source {}", s.file, m.source));
         runtime::Mount b = mnt(m.destination.c_str(), "bind", m.source.c_str(),
                                MS_BIND | MS_REC | MS_NOSUID | MS_NODEV | (m.read_only ? MS_RDONLY : 0));
