@@ -121,6 +121,9 @@ class VM:
 
     def shell(self, timeout=None):
         """Waits for the console shell and turns off echo, so output is only output."""
+        # The prompt may already have gone by (console output after it, or consumed by an
+        # earlier wait_for): ask for a fresh one.
+        self.child.sendline("")
         self.wait_for(r"# ", timeout)
         self.child.sendline("stty -echo; PS1=''")
         self.run("true")
