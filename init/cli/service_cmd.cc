@@ -3,6 +3,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 
 #include <fmt/format.h>
 
@@ -19,9 +20,33 @@ static const char* kServiceUsage = R"(usage: keel service COMMAND
   list [--json] [--ros]          services: ENABLED NAME STATE PID UPTIME RESTARTS
   status NAME [--json]           state, pid, last exit, capabilities, namespaces, recent log
   start|stop|restart NAME [-t SECONDS]
+                                 waits until the service runs (or has stopped); -t is
+                                 the stop timeout before SIGKILL (default: stop_timeout)
   enable|disable NAME            persisted in /var/lib/keel/config.yml, effective at once
-  logs NAME [--lines N]          the service's recent output
+  logs NAME [-n N] [-f]          the service's recent output; -f follows it
 )";
+
+// A whole non-negative number, or nothing (std::stoi would throw on "abc" and take "5x").
+static std::optional<int> count(const std::string& s) {
+    if (s.empty() || s.size() > 9 || s.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
+    return std::stoi(s);
+}
+
+static std::string human_bytes(int64_t b) {
+    if (b % (1 << 30) == 0) return fmt::format("{}G", b >> 30);
+    if (b % (1 << 20) == 0) return fmt::format("{}M", b >> 20);
+    if (b % (1 << 10) == 0) return fmt::format("{}K", b >> 10);
+    return std::to_string(b);
+}
+
+static std::string resources_line(const json& r) {
+    std::string out;
+    auto add = [&](const std::string& x) { out += (out.empty() ? "" : ", ") + x; };
+    if (r.contains("memory")) add("memory " + human_bytes(r["memory"].get<int64_t>()));
+    if (r.contains("pids")) add(fmt::format("pids {}", r["pids"].get<int64_t>()));
+    if (r.contains("cpu_quota_us")) add(fmt::format("cpu {:.2f}", double(r["cpu_quota_us"].get<int64_t>()) / 100000.0));
+    return out.empty() ? "no limits" : out;
+}
 
 static int err(const std::string& msg, int code = 1) {
     std::fprintf(stderr, "keel: %s\n", msg.c_str());
@@ -29,7 +54,7 @@ static int err(const std::string& msg, int code = 1) {
 }
 
 static std::string uptime(int64_t s) {
-    if (s <= 0) return "-";
+    if (s < 0) return "-";
     if (s < 60) return fmt::format("{}s", s);
     if (s < 3600) return fmt::format("{}m{}s", s / 60, s % 60);
     return fmt::format("{}h{}m", s / 3600, (s % 3600) / 60);
@@ -52,7 +77,11 @@ int service_main(const std::vector<std::string>& args) {
     }
     std::string cmd = args[0];
     std::vector<std::string> rest(args.begin() + 1, args.end());
-    auto a = Args::parse(rest, {{"json", 0, false}, {"ros", 0, false}, {"timeout", 't', true}, {"lines", 'n', true}});
+    auto a = Args::parse(rest, {{"json", 0, false},
+                                {"ros", 0, false},
+                                {"timeout", 't', true},
+                                {"lines", 'n', true},
+                                {"follow", 'f', false}});
     if (!a) return err("service " + cmd + ": " + a.error().str(), 2);
 
     if (cmd == "list") {
@@ -73,7 +102,7 @@ int service_main(const std::vector<std::string>& args) {
             int pid = s["pid"].get<int>();
             std::printf("%-9s %-14s %-11s %-7s %-8s %d\n", s["enabled"].get<bool>() ? "yes" : "no",
                         s["name"].get<std::string>().c_str(), s["state"].get<std::string>().c_str(),
-                        pid ? std::to_string(pid).c_str() : "-", uptime(s["uptime_s"].get<int64_t>()).c_str(),
+                        pid ? std::to_string(pid).c_str() : "-", pid ? uptime(s["uptime_s"].get<int64_t>()).c_str() : "-",
                         s["restarts"].get<int>());
             std::string e = s["error"].get<std::string>();
             if (!e.empty() && s["state"] != "running") std::printf("          %s\n", e.c_str());
@@ -108,25 +137,61 @@ int service_main(const std::vector<std::string>& args) {
             std::printf("  user:          %s\n", s["user"].get<std::string>().c_str());
             std::printf("  capabilities:  %s\n", list(s["capabilities"]).c_str());
             std::printf("  host ns:       %s\n", list(s["host_namespaces"]).c_str());
-            std::printf("  resources:     %s\n", s["resources"].empty() ? "no limits" : s["resources"].dump().c_str());
+            std::printf("  resources:     %s\n", resources_line(s["resources"]).c_str());
             std::printf("  recent log:\n");
             for (const auto& l : s["log"]) std::printf("    %s\n", l.get<std::string>().c_str());
         }
         return 0;
     }
     if (cmd == "logs") {
-        req["lines"] = std::stoi(a->value_or("lines", "50"));
+        auto lines = count(a->value_or("lines", "50"));
+        if (!lines) return err("service logs: --lines needs a number, not '" + a->value_or("lines", "") + "'", 2);
+        req["lines"] = *lines;
         auto r = system_request(req);
         if (!r) return err(r.error().str());
         for (const auto& l : (*r)["lines"]) std::puts(l.get<std::string>().c_str());
-        return 0;
+        if (!a->flag("follow")) return 0;
+        // Follow: ask for what came after the last line seen, a few times a second, until
+        // interrupted or keeld goes away.
+        uint64_t next = (*r).value("next", uint64_t(0));
+        for (;;) {
+            std::fflush(stdout);
+            ::usleep(250 * 1000);
+            auto more = system_request({{"cmd", "logs"}, {"name", name}, {"since", next}});
+            if (!more) return err(more.error().str());
+            for (const auto& l : (*more)["lines"]) std::puts(l.get<std::string>().c_str());
+            next = (*more).value("next", next);
+        }
     }
     if (cmd == "start" || cmd == "stop" || cmd == "restart" || cmd == "enable" || cmd == "disable") {
-        if (auto t = a->value("timeout")) req["timeout"] = std::stoi(*t);
+        int wait_s = 35; // a start waits for readiness (keeld gives up at 30 s)
+        if (auto t = a->value("timeout")) {
+            auto n = count(*t);
+            if (!n) return err("service " + cmd + ": --timeout needs a number of seconds, not '" + *t + "'", 2);
+            req["timeout"] = *n;
+            wait_s = *n + 5;
+        }
         auto r = system_request(req);
         if (!r) return err(r.error().str());
-        std::printf("%s: %s\n", name.c_str(), (*r)["service"]["state"].get<std::string>().c_str());
-        return 0;
+        std::string state = (*r)["service"]["state"].get<std::string>();
+        // The request only sets things in motion; say how it ended, as a user expects of a
+        // start or stop. A service that will not reach it within the wait is reported as is.
+        auto settled = [&](const std::string& st) {
+            if (cmd == "stop") return st != "stopping";
+            if (cmd == "disable") return st != "stopping";
+            if (cmd == "enable" || cmd == "start" || cmd == "restart")
+                return st != "stopping" && st != "starting" && st != "stopped" && st != "waiting";
+            return true;
+        };
+        for (int i = 0; !settled(state) && i < wait_s * 20; ++i) {
+            ::usleep(50 * 1000);
+            auto st = system_request({{"cmd", "status"}, {"name", name}});
+            if (!st) break;
+            state = (*st)["service"]["state"].get<std::string>();
+            if (state == "disabled" && cmd == "enable") break;
+        }
+        std::printf("%s: %s\n", name.c_str(), state.c_str());
+        return state == "failed" || state == "invalid" ? 1 : 0;
     }
     return err(fmt::format("unknown service command '{}'\n{}", cmd, kServiceUsage), 2);
 }

@@ -115,7 +115,7 @@ json Daemon::describe(const Service& s, bool full) const {
               {"enabled", s.enabled},
               {"state", state_name(s.state)},
               {"pid", s.has_container ? s.container.pid() : 0},
-              {"uptime_s", s.state == State::running ? (mono_ms() - s.started_ms) / 1000 : 0},
+              {"uptime_s", s.has_container ? (mono_ms() - s.started_ms) / 1000 : 0},
               {"restarts", s.restarts},
               {"error", s.error},
               {"last_exit", s.last_exit}};
@@ -166,14 +166,20 @@ json Daemon::handle(const json& req, bool& close_after) {
     }
     if (cmd == "logs") {
         if (auto e = need(s)) return *e;
+        if (req.contains("since")) {
+            uint64_t next = 0;
+            auto lines = s->log->since(req.value("since", uint64_t(0)), next);
+            return {{"ok", true}, {"lines", lines}, {"next", next}};
+        }
         size_t lines = req.value("lines", 50);
-        return {{"ok", true}, {"lines", s->log->tail(lines)}};
+        return {{"ok", true}, {"lines", s->log->tail(lines)}, {"next", s->log->last_seq()}};
     }
     if (cmd == "start" || cmd == "stop" || cmd == "restart") {
         if (auto e = need(s)) return *e;
         if (!s->spec) return error(fmt::format("service {} is invalid: {}", name, s->error));
         int timeout = req.value("timeout", s->spec->stop_timeout_s);
         if (cmd != "start") stop(*s, timeout);
+        s->start_after_stop = cmd == "restart" && s->has_container;
         if (cmd == "stop") return {{"ok", true}, {"service", describe(*s, false)}};
         // start / restart: clear the hold and failures; the loop starts it once stopped.
         s->hold = false;

@@ -23,7 +23,7 @@ namespace keel::keeld {
 
 namespace {
 
-enum Kind : uint64_t { kSignal = 1, kListen = 2, kClient = 3, kPidfd = 4, kLog = 5 };
+enum Kind : uint64_t { kSignal = 1, kListen = 2, kClient = 3, kPidfd = 4, kLog = 5, kNotify = 6 };
 uint64_t tag(Kind k, int fd) { return (uint64_t(k) << 32) | uint32_t(fd); }
 
 int64_t now_ms() {
@@ -33,6 +33,11 @@ int64_t now_ms() {
 }
 
 constexpr int64_t kBackoffMin = 100, kBackoffMax = 30000, kStableMs = 10000;
+// A service that is not ready this long after its start counts as a failed start: a boot
+// must not wait forever on a path that never appears.
+constexpr int64_t kReadyTimeoutMs = 30000;
+// How often a `ready: {path: P}` service is looked at while it starts.
+constexpr int64_t kReadyPollMs = 20;
 
 } // namespace
 
@@ -41,6 +46,7 @@ const char* state_name(State s) {
     case State::disabled: return "disabled";
     case State::stopped: return "stopped";
     case State::waiting: return "waiting";
+    case State::starting: return "starting";
     case State::running: return "running";
     case State::stopping: return "stopping";
     case State::backoff: return "restarting";
@@ -163,6 +169,16 @@ void Daemon::start(Service& s) noexcept {
         spec->stdin_.kind = runtime::Stdio::Kind::null;
         spec->stdout_.kind = spec->stderr_.kind = runtime::Stdio::Kind::fd;
         spec->stdout_.fd = spec->stderr_.fd = wr.get();
+        // ready: notify — the service writes "READY" to fd 3 (KEEL_NOTIFY_FD) when it is.
+        Fd notify_rd, notify_wr;
+        if (s.spec->ready == service::ReadyKind::notify) {
+            int n[2];
+            if (::pipe2(n, O_CLOEXEC) < 0) throw std::runtime_error("pipe");
+            notify_rd.reset(n[0]);
+            notify_wr.reset(n[1]);
+            spec->extra_fds.push_back(notify_wr.get());
+            spec->env.push_back("KEEL_NOTIFY_FD=3");
+        }
         runtime::StartOptions opts;
         opts.die_with_parent = false; // a keeld crash is survived: PID 1 cleans up by cgroup
         runtime::StartError why;
@@ -186,13 +202,69 @@ void Daemon::start(Service& s) noexcept {
         s.log_rd = std::move(rd);
         watch(s.container.pidfd(), tag(kPidfd, s.container.pidfd()));
         watch(s.log_rd.get(), tag(kLog, s.log_rd.get()));
-        s.state = State::running;
         s.started_ms = now_ms();
         s.log->note(fmt::format("started, pid {}", s.container.pid()));
-        log::info("service {} started (pid {})", s.name, s.container.pid());
+        if (s.spec->ready == service::ReadyKind::started) {
+            became_ready(s);
+            return;
+        }
+        s.state = State::starting;
+        s.ready_deadline_ms = s.started_ms + kReadyTimeoutMs;
+        if (notify_rd) {
+            ::fcntl(notify_rd.get(), F_SETFL, O_NONBLOCK);
+            s.notify_rd = std::move(notify_rd);
+            watch(s.notify_rd.get(), tag(kNotify, s.notify_rd.get()));
+        }
+        check_ready(s);
     } catch (const std::exception& e) {
         s.state = State::failed;
         s.error = e.what();
+    }
+}
+
+void Daemon::became_ready(Service& s) noexcept {
+    s.state = State::running;
+    s.ready_deadline_ms = -1;
+    if (s.notify_rd) {
+        unwatch(s.notify_rd.get());
+        s.notify_rd.reset();
+    }
+    if (s.spec->ready == service::ReadyKind::started)
+        log::info("service {} started (pid {})", s.name, s.container.pid());
+    else
+        log::info("service {} ready in {} ms (pid {})", s.name, now_ms() - s.started_ms, s.container.pid());
+}
+
+// A starting service: ready when its path exists (seen from keeld, so on the host: the
+// service makes it appear through a bind mount) or it has written READY to its notify fd.
+void Daemon::check_ready(Service& s) noexcept {
+    if (s.state != State::starting || !s.has_container) return;
+    bool ready = false;
+    if (s.spec->ready == service::ReadyKind::path) {
+        struct stat st{};
+        ready = ::lstat(s.spec->ready_path.c_str(), &st) == 0;
+    } else if (s.notify_rd) {
+        char buf[256];
+        ssize_t n = ::read(s.notify_rd.get(), buf, sizeof buf);
+        if (n > 0) {
+            std::string got(buf, size_t(n));
+            ready = got.find("READY") != std::string::npos;
+        } else if (n == 0) {
+            // Closed without a word: it cannot tell us any more; a wrong service file.
+            unwatch(s.notify_rd.get());
+            s.notify_rd.reset();
+            s.log->note("closed its notify fd without writing READY");
+        }
+    }
+    if (ready) {
+        became_ready(s);
+        return;
+    }
+    if (now_ms() >= s.ready_deadline_ms) {
+        s.log->note(fmt::format("not ready after {} s: killed", kReadyTimeoutMs / 1000));
+        log::error("service {}: not ready after {} s", s.name, kReadyTimeoutMs / 1000);
+        s.ready_deadline_ms = -1;
+        (void)s.container.signal(SIGKILL);
     }
 }
 
@@ -207,12 +279,17 @@ static bool catches(pid_t pid, int sig) {
 }
 
 void Daemon::stop(Service& s, int timeout_s) noexcept {
-    if (!s.has_container || s.state != State::running) {
+    if (!s.has_container || (s.state != State::running && s.state != State::starting)) {
         if (s.state == State::backoff || s.state == State::waiting) s.state = s.enabled ? State::stopped : State::disabled;
         return;
     }
     s.stop_requested = true;
     s.state = State::stopping;
+    s.ready_deadline_ms = -1;
+    if (s.notify_rd) {
+        unwatch(s.notify_rd.get());
+        s.notify_rd.reset();
+    }
     int sig = s.spec ? s.spec->stop_signal : SIGTERM;
     // The kernel drops a signal sent to a PID namespace's init that has no handler for it: a
     // `sleep` as the service's PID 1 would ignore SIGTERM and wait out the whole timeout.
@@ -237,6 +314,9 @@ void Daemon::on_exit(Service& s) noexcept {
     unwatch(s.container.pidfd());
     if (s.log_rd) unwatch(s.log_rd.get());
     s.log_rd.reset();
+    if (s.notify_rd) unwatch(s.notify_rd.get());
+    s.notify_rd.reset();
+    s.ready_deadline_ms = -1;
     (void)s.container.cleanup();
     s.container = runtime::Container();
     s.has_container = false;
@@ -246,8 +326,9 @@ void Daemon::on_exit(Service& s) noexcept {
     int64_t ran = now_ms() - s.started_ms;
     if (s.stop_requested || shutting_down_) {
         s.state = s.enabled ? State::stopped : State::disabled;
-        s.hold = s.stop_requested && s.enabled;
+        s.hold = s.stop_requested && s.enabled && !s.start_after_stop;
         s.stop_requested = false;
+        s.start_after_stop = false;
         return;
     }
     log::warn("service {} {}", s.name, s.last_exit);
@@ -279,7 +360,8 @@ void Daemon::maybe_ready() noexcept {
     if (ready_sent_ || cfg_.notify_fd < 0) return;
     for (const auto& [name, s] : services_) {
         if (!s.enabled || s.hold) continue;
-        if (s.state == State::stopped || (s.state == State::backoff && s.failures == 0)) return;
+        if (s.state == State::stopped || s.state == State::starting || (s.state == State::backoff && s.failures == 0))
+            return;
         if (s.state == State::waiting) {
             // Waiting on a dependency that has failed will not end by itself: not a reason
             // to hold the boot.
@@ -349,6 +431,8 @@ int Daemon::run() noexcept {
                     timeout = timeout < 0 ? s.next_start_ms - now : std::min(timeout, s.next_start_ms - now);
                 if (s.kill_at_ms >= 0)
                     timeout = timeout < 0 ? s.kill_at_ms - now : std::min(timeout, s.kill_at_ms - now);
+                if (s.state == State::starting)
+                    timeout = timeout < 0 ? kReadyPollMs : std::min(timeout, kReadyPollMs);
             }
             epoll_event evs[32];
             int n = ::epoll_wait(epoll_.get(), evs, 32, timeout < 0 ? -1 : int(std::max<int64_t>(0, timeout)));
@@ -372,11 +456,15 @@ int Daemon::run() noexcept {
                     for (auto& [name, s] : services_) {
                         if (!s.has_container) continue;
                         if (k == kLog && s.log_rd.get() == fd) read_log(s);
+                        if (k == kNotify && s.notify_rd.get() == fd) check_ready(s);
                         if (k == kPidfd && s.container.pidfd() == fd) on_exit(s);
                     }
                 }
             }
             now = now_ms();
+            for (auto& [name, s] : services_)
+                if (s.state == State::starting && s.spec->ready == service::ReadyKind::path) check_ready(s);
+                else if (s.state == State::starting && now >= s.ready_deadline_ms) check_ready(s);
             for (auto& [name, s] : services_)
                 if (s.kill_at_ms >= 0 && now >= s.kill_at_ms && s.has_container) {
                     s.log->note("did not stop in time: SIGKILL");

@@ -30,7 +30,7 @@ struct DaemonConfig {
     int notify_fd = -1; // "READY\n" once every enabled service has started (PID 1 reads it)
 };
 
-enum class State { disabled, stopped, waiting, running, stopping, backoff, failed, invalid };
+enum class State { disabled, stopped, waiting, starting, running, stopping, backoff, failed, invalid };
 const char* state_name(State s);
 
 struct Service {
@@ -42,6 +42,8 @@ struct Service {
     runtime::Container container;
     bool has_container = false;
     Fd log_rd;
+    Fd notify_rd;                // ready: notify, the read end of the service's fd 3
+    int64_t ready_deadline_ms = -1; // starting: killed as failed if not ready by then
     int64_t started_ms = 0;
     int restarts = 0;
     int failures = 0; // consecutive
@@ -49,6 +51,7 @@ struct Service {
     int64_t kill_at_ms = -1;
     bool stop_requested = false;
     bool hold = false; // stopped by the user, or finished: not started again until asked
+    bool start_after_stop = false; // `restart`: started again once the stop is done
     std::string last_exit; // "exited with 1", "exec: ENOENT ..."
     std::unique_ptr<LogBuffer> log;
 };
@@ -66,6 +69,8 @@ class Daemon {
     void stop(Service& s, int timeout_s) noexcept;
     void on_exit(Service& s) noexcept;
     void read_log(Service& s) noexcept;
+    void check_ready(Service& s) noexcept;
+    void became_ready(Service& s) noexcept;
     bool deps_running(const Service& s, std::string& waiting_for) const;
     void maybe_ready() noexcept;
     Service* find(const std::string& name);

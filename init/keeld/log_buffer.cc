@@ -4,11 +4,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 namespace keel::keeld {
 
 void LogBuffer::add_line(const std::string& line) noexcept {
     try {
         lines_.push_back(line);
+        seq_++;
         while (lines_.size() > max_lines_) lines_.pop_front();
         if (file_.empty()) return;
         struct stat st{};
@@ -41,6 +44,18 @@ void LogBuffer::note(const std::string& line) noexcept { add_line("[keeld] " + l
 
 std::vector<std::string> LogBuffer::tail(size_t n) const {
     size_t from = lines_.size() > n ? lines_.size() - n : 0;
+    return {lines_.begin() + static_cast<long>(from), lines_.end()};
+}
+
+} // namespace keel::keeld
+
+namespace keel::keeld {
+
+std::vector<std::string> LogBuffer::since(uint64_t seq, uint64_t& next) const {
+    next = seq_;
+    uint64_t oldest = seq_ - lines_.size() + 1; // number of lines_.front()
+    if (seq >= seq_) return {};
+    uint64_t from = std::max(seq + 1, oldest) - oldest;
     return {lines_.begin() + static_cast<long>(from), lines_.end()};
 }
 

@@ -153,6 +153,47 @@ class KeeldTest(unittest.TestCase):
         self.assertIn("exec: /nonexistent", bad["error"])
         self.assertIn("ENOENT", bad["error"])
 
+    def test_readiness_restart(self):
+        flag = os.path.join(self.tmp, "flag")
+        os.makedirs(flag)
+        ready = os.path.join(flag, "ready")
+        self.service("kt-slow", "image: busybox\ncommand: [/bin/sh, -c, 'sleep 1; touch /flag/ready; exec sleep 1000']\n"
+                                f"enabled: true\nready: {{path: {ready}}}\n"
+                                f"mounts: [{{type: bind, source: {flag}, destination: /flag, read_only: false}}]\n")
+        self.service("kt-next", "image: busybox\ncommand: [/bin/sleep, '1000']\nenabled: true\nrequires: [kt-slow]\n")
+        self.service("kt-notify", "image: busybox\ncommand: [/bin/sh, -c, 'sleep 0.5; echo READY >&3; exec sleep 1000']\n"
+                                  "enabled: true\nready: notify\n")
+        self.start_daemon()
+        # Until the path appears, kt-slow is starting and what requires it waits.
+        s = wait_for(lambda: (lambda j: j["kt-slow"]["state"] == "starting" and j)(self.services_json()), what="slow starting")
+        self.assertEqual(s["kt-next"]["state"], "waiting")
+        s = wait_for(lambda: (lambda j: j["kt-next"]["state"] == "running" and j)(self.services_json()), what="next running")
+        self.assertEqual(s["kt-slow"]["state"], "running")
+        self.assertTrue(os.path.exists(ready))
+        s = wait_for(lambda: (lambda j: j["kt-notify"]["state"] == "running" and j)(self.services_json()), what="notify ready")
+        self.assertIn("ready in", self.log())
+        # restart: stopped and started again, and the CLI waits for it to be running.
+        old = s["kt-notify"]["pid"]
+        r = self.keel("service", "restart", "kt-notify")
+        self.assertEqual((r.returncode, r.stdout), (0, "kt-notify: running\n"), r.stderr)
+        new = self.services_json()["kt-notify"]["pid"]
+        self.assertNotEqual(old, new)
+        self.assertFalse(os.path.exists(f"/proc/{old}"))
+        r = self.keel("service", "stop", "kt-notify")
+        self.assertEqual((r.returncode, r.stdout), (0, "kt-notify: stopped\n"), r.stderr)
+
+    def test_only_granted_capabilities(self):
+        # Changing the hostname of its own UTS namespace needs CAP_SYS_ADMIN there.
+        body = "image: busybox\ncommand: [/bin/sh, -c, 'hostname changed && echo granted || echo refused; exec sleep 1000']\nenabled: true\n"
+        self.service("kt-nocap", body)
+        self.service("kt-cap", body + "capabilities: [CAP_SYS_ADMIN]\n")
+        self.start_daemon()
+        wait_for(lambda: "refused" in self.keel("service", "logs", "kt-nocap").stdout, what="nocap refused")
+        wait_for(lambda: "granted" in self.keel("service", "logs", "kt-cap").stdout, what="cap granted")
+        self.assertNotIn("granted", self.keel("service", "logs", "kt-nocap").stdout)
+        r = self.keel("service", "status", "kt-cap")
+        self.assertIn("capabilities:  CAP_SYS_ADMIN", r.stdout)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
