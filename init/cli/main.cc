@@ -15,6 +15,7 @@ namespace keel::cli {
 static const char* kUsage = R"(usage: keel COMMAND [ARGS]
 
   service ...   system services: list, status, start, stop, restart, enable, disable, logs
+  config ...    the system configuration: get, set, validate, export, keys
   os ...        version, poweroff, reboot
   runtime ...   the OCI runtime (runc-compatible subset); see keel runtime --help
   version       print the Keel version
@@ -30,12 +31,13 @@ static int dispatch(int argc, char** argv) {
     std::vector<std::string> rest(args.begin() + 1, args.end());
     if (cmd == "runtime") return runtime_main(rest, argv);
     if (cmd == "service") return service_main(rest);
+    if (cmd == "config") return config_main(rest);
     if (cmd == "os") return os_main(rest);
     if (cmd == "version" || cmd == "--version") {
         std::printf("keel %s\n", KEEL_VERSION);
         return 0;
     }
-    std::string near = closest(cmd, {"runtime", "service", "os", "version"});
+    std::string near = closest(cmd, {"runtime", "service", "config", "os", "version"});
     std::fprintf(stderr, "keel: unknown command '%s'%s\n%s", cmd.c_str(),
                  near.empty() ? "" : fmt::format(" (did you mean '{}'?)", near).c_str(), kUsage);
     return 2;

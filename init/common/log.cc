@@ -8,13 +8,16 @@ namespace keel::log {
 namespace {
 const char* g_prefix = "keel";
 bool g_debug = false;
+bool g_quiet = false;
 } // namespace
 
 void set_prefix(const char* prefix) noexcept { g_prefix = prefix; }
 void set_debug(bool on) noexcept { g_debug = on; }
 bool debug_enabled() noexcept { return g_debug; }
+void set_quiet(bool on) noexcept { g_quiet = on; }
 
 void write_line(const char* level, const std::string& msg) noexcept {
+    if (!level && g_quiet && !g_debug) return;
     // One writev per line, so lines from concurrent processes do not interleave.
     std::string head = std::string(g_prefix) + ": ";
     if (level) head += std::string(level) + ": ";

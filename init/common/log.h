@@ -8,6 +8,9 @@ namespace keel::log {
 void write_line(const char* level, const std::string& msg) noexcept;
 void set_prefix(const char* prefix) noexcept;
 void set_debug(bool on) noexcept;
+// Quiet: info lines are dropped (warnings and errors still print). keeld goes quiet once the
+// boot is done, so a console shell is not written over; keel.debug keeps everything.
+void set_quiet(bool on) noexcept;
 bool debug_enabled() noexcept;
 
 template <class... Args> void info(fmt::format_string<Args...> f, Args&&... a) {

@@ -1,9 +1,10 @@
 // The control socket: the CLI's requests, one JSON line each, after a version handshake.
-// Only root may connect (SO_PEERCRED). A malformed or oversized message gets an error reply
+// Only root and the `keel` admin group may connect (SO_PEERCRED, SO_PEERGROUPS). A malformed or oversized message gets an error reply
 // and closes that connection only.
+#include <signal.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
-#include <signal.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -11,6 +12,7 @@
 
 #include "common/log.h"
 #include "common/strings.h"
+#include "config/config.h"
 #include "keeld/daemon.h"
 #include "keeld/protocol.h"
 #include "runtime/oci.h"
@@ -26,16 +28,41 @@ int64_t mono_ms() {
     return int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
 }
 json error(const std::string& msg) { return {{"ok", false}, {"error", msg}}; }
+
+// Root, or a member of the admin group (primary or supplementary: SO_PEERGROUPS).
+bool admitted(int fd, gid_t admin) {
+    ucred cred{};
+    socklen_t len = sizeof cred;
+    if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) return false;
+    if (cred.uid == 0) return true;
+    if (admin == gid_t(-1)) return false;
+    if (cred.gid == admin) return true;
+    gid_t groups[256];
+    len = sizeof groups;
+    if (::getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) < 0) return false;
+    for (size_t i = 0; i < len / sizeof(gid_t); ++i)
+        if (groups[i] == admin) return true;
+    return false;
+}
 } // namespace
+
+gid_t admin_gid() {
+    std::string text;
+    if (!read_file("/etc/group", text)) return gid_t(-1);
+    for (const auto& line : split(text, '\n')) {
+        auto f = split(line, ':');
+        if (f.size() >= 3 && f[0] == "keel" && !f[2].empty() && f[2].find_first_not_of("0123456789") == std::string::npos)
+            return gid_t(std::stoul(f[2]));
+    }
+    return gid_t(-1);
+}
 
 void Daemon::accept_client() noexcept {
     for (;;) {
         int fd = ::accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
         if (fd < 0) return;
-        ucred cred{};
-        socklen_t len = sizeof cred;
-        if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || cred.uid != 0) {
-            protocol::send(fd, error("permission denied: keeld's control socket is for root"));
+        if (!admitted(fd, admin_gid_)) {
+            protocol::send(fd, error("permission denied: keeld's control socket is for root and the keel group"));
             ::close(fd);
             continue;
         }
@@ -210,6 +237,7 @@ json Daemon::handle(const json& req, bool& close_after) {
         }
         return {{"ok", true}, {"service", describe(*s, false)}};
     }
+    if (cmd.rfind("config_", 0) == 0) return handle_config(cmd, req);
     if (cmd == "poweroff" || cmd == "reboot") {
         if (cfg_.instance != "system") return error("only the system instance powers off or reboots the machine");
         // PID 1 does the ordered shutdown; it asks us to stop our services first.
@@ -218,6 +246,62 @@ json Daemon::handle(const json& req, bool& close_after) {
     }
     close_after = false;
     return error(fmt::format("unknown command '{}'", cmd));
+}
+
+// When a changed key takes effect: said by `keel config set`, so nobody waits for a change
+// that needs a reboot.
+static std::string applies(const std::string& key) {
+    if (key.rfind("network.", 0) == 0) return "when the network service restarts (keel service restart network)";
+    if (key.rfind("ssh.", 0) == 0) return "when the sshd service restarts";
+    if (key == "allow_privileged") return "at the next start of a service";
+    if (key.rfind("services.", 0) == 0) return "now";
+    if (key == "modules.lock") return "only from the kernel command line (keel.config.modules.lock=)";
+    return "at the next boot";
+}
+
+json Daemon::handle_config(const std::string& cmd, const json& req) {
+    std::string key = req.value("key", "");
+    if (cmd == "config_export") {
+        json r = {{"ok", true}, {"yaml", config::to_yaml(config_)}};
+        if (!config_error_.empty()) r["warning"] = config_error_ + "; the last good configuration is in use";
+        return r;
+    }
+    if (cmd == "config_validate") {
+        if (req.contains("text")) {
+            auto doc = config::parse(req.value("text", ""), req.value("file", "config"));
+            return doc ? json{{"ok", true}} : error(doc.error().str());
+        }
+        std::string path = cfg_.state_dir + "/config.yml", text;
+        struct stat st{};
+        if (::stat(path.c_str(), &st) < 0) return {{"ok", true}, {"note", path + " does not exist: the defaults apply"}};
+        if (!read_file(path.c_str(), text)) return error(sys_error("read " + path).str());
+        auto doc = config::parse(text, path);
+        return doc ? json{{"ok", true}, {"note", path + " is valid"}} : error(doc.error().str());
+    }
+    if (cmd == "config_get") {
+        auto v = config::get(config_, key);
+        if (!v) {
+            auto typed = config::value_for(key, ""); // for the "unknown key, did you mean" message
+            if (!typed && !config::find_key(key)) return error(typed.error().str());
+            return error("'" + key + "' is not set");
+        }
+        return {{"ok", true}, {"value", config::to_text(*v)}, {"yaml", config::to_yaml(*v)}, {"scalar", v->IsScalar()}};
+    }
+    if (cmd == "config_set") {
+        auto v = config::value_for(key, req.value("value", ""));
+        if (!v) return error(v.error().str());
+        // A service's enabled state is applied at once, as `keel service enable|disable` does.
+        if (key.rfind("services.", 0) == 0) {
+            std::string name = key.substr(9, key.rfind('.') - 9);
+            bool close_after = false;
+            json r = handle({{"cmd", v->as<bool>() ? "enable" : "disable"}, {"name", name}}, close_after);
+            if (!r.value("ok", false)) return r;
+        } else if (auto st = change_overlay(key, *v); !st) {
+            return error(st.error().str());
+        }
+        return {{"ok", true}, {"value", config::to_text(*v)}, {"applies", applies(key)}};
+    }
+    return error("unknown command '" + cmd + "'");
 }
 
 } // namespace keel::keeld

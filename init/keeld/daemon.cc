@@ -17,7 +17,9 @@
 #include <yaml-cpp/yaml.h>
 
 #include "common/log.h"
+#include "config/config.h"
 #include "keeld/protocol.h"
+#include "pid1/cmdline.h"
 
 namespace keel::keeld {
 
@@ -74,30 +76,31 @@ Service* Daemon::find(const std::string& name) {
     return it == services_.end() ? nullptr : &it->second;
 }
 
-// Enabled state: the service file's default, overridden by the state overlay's
-// `services: {NAME: {enabled: bool}}`.
-static std::map<std::string, bool> overlay_enabled(const std::string& path) {
-    std::map<std::string, bool> out;
-    try {
-        YAML::Node root = YAML::LoadFile(path);
-        if (root && root.IsMap() && root["services"] && root["services"].IsMap())
-            for (const auto& kv : root["services"])
-                if (kv.second.IsMap() && kv.second["enabled"]) out[kv.first.as<std::string>()] = kv.second["enabled"].as<bool>();
-    } catch (...) {
-        // A missing or broken overlay is PID 1's to report; the defaults apply.
-    }
-    return out;
+std::string Daemon_overlay(const DaemonConfig& c) { return c.state_dir + "/config.yml"; }
+std::string Daemon_last_good(const DaemonConfig& c) { return c.state_dir + "/config.last-good.yml"; }
+
+// The effective configuration, as PID 1 computed it at boot (the same library, the same
+// fallback to the last good overlay); again after every `keel config set`.
+void Daemon::reload_config() {
+    auto overrides = pid1::parse_cmdline(cfg_.cmdline).config;
+    auto loaded = config::load(Daemon_overlay(cfg_), Daemon_last_good(cfg_), overrides);
+    config_ = loaded.effective;
+    config_error_ = loaded.error;
+    if (!loaded.error.empty()) log::error("{} (using the {})", loaded.error, loaded.source);
+    auto priv = config::get(config_, "allow_privileged");
+    cfg_.ctx.allow_privileged = priv && priv->as<bool>();
 }
 
 void Daemon::load() {
     auto catalog = service::load_catalog(cfg_.services_dir);
-    auto overrides = overlay_enabled(cfg_.state_dir + "/config.yml");
+    reload_config();
     order_ = service::start_order(catalog); // before the specs are moved out of the catalog
     ::mkdir((cfg_.state_dir + "/log").c_str(), 0750);
     for (auto& spec : catalog.services) {
         Service s;
         s.name = spec.name;
-        s.enabled = overrides.count(spec.name) ? overrides[spec.name] : spec.enabled;
+        auto on = config::get(config_, "services." + spec.name + ".enabled");
+        s.enabled = on ? on->as<bool>() : spec.enabled;
         s.state = s.enabled ? State::stopped : State::disabled;
         s.spec = std::move(spec);
         services_[s.name] = std::move(s);
@@ -154,7 +157,10 @@ void Daemon::start(Service& s) noexcept {
     try {
         s.error.clear();
         s.stop_requested = false;
-        auto spec = service::to_container(*s.spec, cfg_.ctx);
+        service::ServiceSpec resolved = *s.spec;
+        auto env = environment(*s.spec);
+        if (env) resolved.environment = std::move(*env);
+        auto spec = env ? service::to_container(resolved, cfg_.ctx) : Result<runtime::ContainerSpec>(env.error());
         if (!spec) {
             s.state = State::failed;
             s.error = spec.error().str();
@@ -374,24 +380,53 @@ void Daemon::maybe_ready() noexcept {
     log::info("all enabled services started in {} ms", now_ms() - boot_ms_);
     ssize_t ignored = ::write(cfg_.notify_fd, "READY\n", 6);
     (void)ignored;
+    // From here on the console belongs to its user: routine events go to the services' logs.
+    log::set_quiet(true);
 }
 
 Status Daemon::persist_enabled(const std::string& name, bool enabled) {
-    std::string path = cfg_.state_dir + "/config.yml";
-    YAML::Node root;
-    try {
-        struct stat st{};
-        if (::stat(path.c_str(), &st) == 0) root = YAML::LoadFile(path);
-    } catch (const YAML::Exception& e) {
-        return plain_error(fmt::format("{}:{}: {} (fix it before enabling or disabling)", path, e.mark.line + 1, e.msg));
+    return change_overlay("services." + name + ".enabled", YAML::Node(enabled));
+}
+
+// Read, change, validate, then write atomically (temp file, fsync, rename, fsync of the
+// directory): a crash leaves the old file or the new one. A broken overlay is not rewritten:
+// it is the user's, with the error that says where to fix it.
+Status Daemon::change_overlay(const std::string& key, const YAML::Node& value) {
+    std::string path = Daemon_overlay(cfg_), text;
+    YAML::Node doc(YAML::NodeType::Map);
+    struct stat st{};
+    if (::stat(path.c_str(), &st) == 0) {
+        if (!read_file(path.c_str(), text)) return sys_error("read " + path);
+        auto parsed = config::parse(text, path);
+        if (!parsed) return plain_error(parsed.error().str() + " (fix or remove it first)");
+        doc = *parsed;
     }
-    if (!root || root.IsNull()) root = YAML::Node(YAML::NodeType::Map);
-    if (!root.IsMap()) return plain_error(path + ": not a mapping");
-    root["services"][name]["enabled"] = enabled;
-    YAML::Emitter out;
-    out << root;
-    if (!write_file_atomic(path, std::string(out.c_str()) + "\n", 0600)) return sys_error("write " + path);
+    config::set(doc, key, value);
+    if (auto v = config::validate(doc, path); !v) return v;
+    std::string out = config::to_yaml(doc);
+    if (!write_file_atomic(path, out, 0600)) return sys_error("write " + path);
+    // It validated: it is also the last good configuration from now on.
+    (void)write_file_atomic(Daemon_last_good(cfg_), out, 0600);
+    reload_config();
     return {};
+}
+
+// The service's environment with ${config.key} references replaced by the configured values
+// (lists joined with spaces): services/network.yml takes its address from the configuration.
+Result<std::vector<std::string>> Daemon::environment(const service::ServiceSpec& spec) const {
+    std::vector<std::string> out;
+    for (std::string e : spec.environment) {
+        for (size_t at; (at = e.find("${")) != std::string::npos;) {
+            size_t end = e.find('}', at);
+            if (end == std::string::npos) return plain_error(spec.file + ": environment: unclosed ${ in '" + e + "'");
+            std::string key = e.substr(at + 2, end - at - 2);
+            if (!config::find_key(key)) return plain_error(spec.file + ": environment: unknown configuration key '" + key + "'");
+            auto v = config::get(config_, key);
+            e.replace(at, end - at + 1, v ? config::to_text(*v) : "");
+        }
+        out.push_back(std::move(e));
+    }
+    return out;
 }
 
 int Daemon::run() noexcept {
@@ -414,6 +449,9 @@ int Daemon::run() noexcept {
         if (::bind(listen_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0 || ::listen(listen_.get(), 16) < 0) {
             log::error("control socket {}: {}", cfg_.socket, std::strerror(errno));
         } else {
+            admin_gid_ = admin_gid();
+            if (admin_gid_ != gid_t(-1) && ::chown(cfg_.socket.c_str(), 0, admin_gid_) < 0)
+                log::warn("chown {}: {}", cfg_.socket, std::strerror(errno));
             ::chmod(cfg_.socket.c_str(), 0660);
             watch(listen_.get(), tag(kListen, listen_.get()));
         }

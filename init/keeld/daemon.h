@@ -18,6 +18,7 @@
 #include "service/service_spec.h"
 
 #include <nlohmann/json.hpp>
+#include <yaml-cpp/yaml.h>
 
 namespace keel::keeld {
 
@@ -28,7 +29,11 @@ struct DaemonConfig {
     std::string socket;                      // default /run/keel/<instance>.sock
     service::ContainerContext ctx;
     int notify_fd = -1; // "READY\n" once every enabled service has started (PID 1 reads it)
+    std::string cmdline; // the kernel command line, for keel.config.* overrides
 };
+
+// The `keel` admin group's id from /etc/group, or -1.
+gid_t admin_gid();
 
 enum class State { disabled, stopped, waiting, starting, running, stopping, backoff, failed, invalid };
 const char* state_name(State s);
@@ -81,6 +86,11 @@ class Daemon {
     nlohmann::json handle(const nlohmann::json& req, bool& close_after);
     nlohmann::json describe(const Service& s, bool full) const;
     Status persist_enabled(const std::string& name, bool enabled);
+    // config.yml on the state partition: read, changed, validated, written atomically.
+    Status change_overlay(const std::string& key, const YAML::Node& value);
+    void reload_config();
+    nlohmann::json handle_config(const std::string& cmd, const nlohmann::json& req);
+    Result<std::vector<std::string>> environment(const service::ServiceSpec& spec) const;
 
     void watch(int fd, uint64_t tag);
     void unwatch(int fd);
@@ -95,6 +105,9 @@ class Daemon {
         bool handshaken = false;
     };
     std::map<int, Client> clients_;
+    gid_t admin_gid_ = gid_t(-1); // the `keel` group: may use the control socket
+    YAML::Node config_; // the effective configuration
+    std::string config_error_; // the overlay's, when it is not the one in use
     bool ready_sent_ = false;
     bool shutting_down_ = false;
     int64_t boot_ms_ = 0;

@@ -7,8 +7,10 @@
 #include <cstring>
 #include <string>
 
+#include "common/fd.h"
 #include "common/log.h"
 #include "keeld/daemon.h"
+#include "pid1/cmdline.h"
 #include "runtime/container.h"
 
 namespace keel::keeld {
@@ -43,6 +45,8 @@ int keeld_main(int argc, char** argv) noexcept {
             cfg.notify_fd = 3;
             ::fcntl(3, F_SETFD, FD_CLOEXEC);
         }
+        if (cfg.instance == "system") read_file("/proc/cmdline", cfg.cmdline);
+        if (pid1::parse_cmdline(cfg.cmdline).debug) log::set_debug(true);
         Daemon d(cfg);
         return d.run();
     } catch (const std::exception& e) {

@@ -19,6 +19,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "common/fd.h"
+#include "config/config.h"
 #include "pid1/boot.h"
 #include "pid1/cmdline.h"
 #include "pid1/supervisor.h"
@@ -65,24 +66,27 @@ std::string read_text(const std::string& path) {
     return s;
 }
 
-// The configuration overlay on the state partition. A broken overlay never bricks the box:
-// the error is printed with its line, the last good copy is used, and the broken file is kept
-// for the user to fix.
-std::string load_overlay(Console& con) {
-    struct stat st{};
-    if (::stat(kOverlay, &st) < 0) return "defaults (no overlay)";
-    std::string text = read_text(kOverlay);
-    try {
-        YAML::Node n = YAML::Load(text);
-        if (n && !n.IsNull() && !n.IsMap()) throw YAML::Exception(n.Mark(), "expected a mapping of settings");
-        if (!write_file_atomic(kLastGood, text, 0600))
-            con.stage("config", sys_error(std::string("save ") + kLastGood).str());
-        return std::string("defaults + ") + kOverlay;
-    } catch (const YAML::Exception& e) {
-        con.stage("config", fmt::format("ERROR {}:{}: {}", kOverlay, e.mark.line + 1, e.msg));
-        if (::stat(kLastGood, &st) == 0) return std::string("booting with the last good configuration ") + kLastGood;
-        return "booting with the built-in defaults (no last good configuration)";
+// The configuration: defaults, the overlay on the state partition, the command line. A broken
+// overlay never bricks the box: the error is printed with its line, the last good copy is
+// used, and the broken file is kept for the user to fix. Returns the effective hostname.
+std::string load_config(Console& con, const std::map<std::string, std::string>& overrides) {
+    auto cfg = config::load(kOverlay, kLastGood, overrides);
+    for (const auto& w : cfg.warnings) con.stage("config", "ignored " + w);
+    if (!cfg.error.empty()) {
+        con.stage("config", "ERROR " + cfg.error);
+        con.stage("config", cfg.source == "last good"
+                                ? std::string("booting with the last good configuration ") + kLastGood
+                                : "booting with the built-in defaults (no last good configuration)");
+    } else if (cfg.source == "overlay") {
+        std::string text;
+        read_file(kOverlay, text);
+        if (!write_file_atomic(kLastGood, text, 0600)) con.stage("config", sys_error(std::string("save ") + kLastGood).str());
+        con.stage("config", std::string("defaults + ") + kOverlay);
+    } else {
+        con.stage("config", "defaults (no overlay)");
     }
+    auto host = config::get(cfg.effective, "hostname");
+    return host ? host->as<std::string>() : "keel";
 }
 
 void block_signals(sigset_t& set) {
@@ -174,7 +178,11 @@ int init_main(int argc, char** argv) noexcept {
                 con.stage("state", fmt::format("{}: using a tmpfs, STATE WILL NOT PERSIST{}", dev.error().str(),
                                                t ? "" : " (" + t.error().str() + ")"));
             }
-            con.stage("config", load_overlay(con));
+            std::string configured = load_config(con, cmd.config);
+            if (configured != hostname) {
+                Status h2 = boot::set_hostname(configured);
+                con.stage("network", "hostname " + configured + (h2 ? "" : " (" + h2.error().str() + ")"));
+            }
         }
     } catch (const std::exception& e) {
         fatal = std::string("boot: ") + e.what();

@@ -194,6 +194,53 @@ class KeeldTest(unittest.TestCase):
         r = self.keel("service", "status", "kt-cap")
         self.assertIn("capabilities:  CAP_SYS_ADMIN", r.stdout)
 
+    def test_config(self):
+        self.service("kt-env", "image: busybox\ncommand: [/bin/sh, -c, 'echo \"address=$ADDR dns=$DNS\"; exec sleep 1000']\n"
+                               "enabled: true\nenvironment: ['ADDR=${network.address}', 'DNS=${network.dns}']\n")
+        self.start_daemon()
+        self.assertEqual(self.keel("config", "get", "hostname").stdout, "keel\n")
+        r = self.keel("config", "set", "hostname", "edge-1")
+        self.assertEqual((r.returncode, r.stdout), (0, "hostname = edge-1 (takes effect at the next boot)\n"), r.stderr)
+        self.assertEqual(self.keel("config", "get", "hostname").stdout, "edge-1\n")
+        # Validated before anything is written, with a suggestion for a typo.
+        r = self.keel("config", "set", "hostnme", "x")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("unknown key 'hostnme' (did you mean 'hostname'?)", r.stderr)
+        r = self.keel("config", "set", "network.address", "10.0.0.300/24")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("is not an IPv4 address with a prefix length", r.stderr)
+        self.assertEqual(self.keel("config", "set", "network.address", "10.0.0.5/24").returncode, 0)
+        self.assertEqual(self.keel("config", "set", "network.dns", "[10.0.0.1, 10.0.0.2]").returncode, 0)
+        overlay = os.path.join(self.state, "config.yml")
+        with open(overlay) as f:
+            text = f.read()
+        self.assertIn("hostname: edge-1", text)
+        self.assertEqual(oct(os.stat(overlay).st_mode & 0o777), "0o600")
+        # The service's environment takes the values in use when it starts.
+        self.assertEqual(self.keel("service", "restart", "kt-env").returncode, 0)
+        wait_for(lambda: "address=10.0.0.5/24 dns=10.0.0.1 10.0.0.2" in self.keel("service", "logs", "kt-env").stdout,
+                 what="configured environment")
+        # export: the whole configuration in use, which validates.
+        r = self.keel("config", "export")
+        self.assertIn("hostname: edge-1", r.stdout)
+        exported = os.path.join(self.tmp, "exported.yml")
+        with open(exported, "w") as f:
+            f.write(r.stdout)
+        r = self.keel("config", "validate", exported)
+        self.assertEqual((r.returncode, r.stdout), (0, f"{exported}: valid\n"), r.stderr)
+        # A broken overlay is reported with file, line and column, is not rewritten, and the
+        # last good configuration stays in use.
+        with open(overlay, "w") as f:
+            f.write("hostname: edge-1\nnetwork:\n  adress: 10.0.0.9/24\n")
+        r = self.keel("config", "validate")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(f"{overlay}:3:3: network.adress: unknown key (did you mean 'address'?)", r.stderr)
+        r = self.keel("config", "set", "hostname", "other")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("fix or remove it first", r.stderr)
+        with open(overlay) as f:
+            self.assertIn("adress", f.read())
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -35,6 +35,18 @@ def accel():
 _ACCEL = None
 
 
+# The state disk, read and written from the host between boots (e2fsprogs' debugfs).
+def disk_cat(disk, path):
+    r = subprocess.run(["debugfs", "-R", f"cat {path}", disk], capture_output=True, text=True)
+    return r.stdout
+
+
+def disk_write(disk, local, path):
+    subprocess.run(["debugfs", "-w", "-R", f"rm {path}", disk], capture_output=True)
+    r = subprocess.run(["debugfs", "-w", "-R", f"write {local} {path}", disk], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
 class VM:
     def __init__(self, append="", state="fresh", memory="512M", timeout=90):
         self.append = append
