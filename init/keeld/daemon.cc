@@ -92,7 +92,7 @@ void Daemon::reload_config() {
 }
 
 void Daemon::load() {
-    auto catalog = service::load_catalog(cfg_.services_dir);
+    auto catalog = service::load_catalog(cfg_.services_dirs);
     reload_config();
     order_ = service::start_order(catalog); // before the specs are moved out of the catalog
     ::mkdir((cfg_.state_dir + "/log").c_str(), 0750);
@@ -188,7 +188,9 @@ void Daemon::start(Service& s) noexcept {
         runtime::StartOptions opts;
         opts.die_with_parent = false; // a keeld crash is survived: PID 1 cleans up by cgroup
         runtime::StartError why;
+        int64_t t0 = now_ms();
         auto c = runtime::Container::start(*spec, opts, &why);
+        log::debug("service {}: container start took {} ms", s.name, now_ms() - t0);
         if (!c) {
             s.last_exit = why.str();
             s.log->note("start failed: " + s.last_exit);
@@ -456,6 +458,7 @@ int Daemon::run() noexcept {
             watch(listen_.get(), tag(kListen, listen_.get()));
         }
         load();
+        log::debug("loaded {} services in {} ms", services_.size(), now_ms() - boot_ms_);
         schedule();
     } catch (const std::exception& e) {
         log::error("startup: {}", e.what());

@@ -24,7 +24,8 @@ namespace keel::keeld {
 
 struct DaemonConfig {
     std::string instance = "system";
-    std::string services_dir = "/etc/keel/services";
+    // The image's services, then the user's own on the state partition.
+    std::vector<std::string> services_dirs = {"/etc/keel/services", "/var/lib/keel/services"};
     std::string state_dir = "/var/lib/keel"; // config.yml overlay and log/
     std::string socket;                      // default /run/keel/<instance>.sock
     service::ContainerContext ctx;

@@ -18,6 +18,7 @@ namespace keel::keeld {
 int keeld_main(int argc, char** argv) noexcept {
     try {
         DaemonConfig cfg;
+        bool dirs_given = false;
         for (int i = 1; i < argc; ++i) {
             std::string a = argv[i];
             auto val = [&](const char* opt) -> const char* {
@@ -27,7 +28,12 @@ int keeld_main(int argc, char** argv) noexcept {
                 return nullptr;
             };
             if (const char* v = val("--instance")) cfg.instance = v;
-            else if (const char* v2 = val("--services")) cfg.services_dir = v2;
+            else if (const char* v2 = val("--services")) {
+                // Given once or more, the directories replace the defaults.
+                if (!dirs_given) cfg.services_dirs.clear();
+                dirs_given = true;
+                cfg.services_dirs.push_back(v2);
+            }
             else if (const char* v3 = val("--state")) cfg.state_dir = v3;
             else if (const char* v4 = val("--socket")) cfg.socket = v4;
             else if (const char* v5 = val("--images")) cfg.ctx.images_dir = v5;

@@ -2,6 +2,7 @@
 // for the console; only "mounts" can be fatal (it sends the machine to recovery).
 #pragma once
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,7 @@ Status mount_early();
 
 struct ModuleReport {
     std::vector<std::string> loaded, missing, failed; // failed: "name: EINVAL (...)"
+    std::map<std::string, int64_t> load_us;           // time in finit_module, for keel.debug
 };
 // Loads the allow-list from /lib/modules/<release>/.
 ModuleReport load_modules(const modules::AllowList& list);

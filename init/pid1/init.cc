@@ -142,6 +142,8 @@ int init_main(int argc, char** argv) noexcept {
             auto rep = boot::load_modules(*list);
             con.stage("modules", fmt::format("loaded {}: {}", rep.loaded.size(), fmt::join(rep.loaded, " ")));
             for (const auto& m2 : rep.missing) con.stage("modules", "not found: " + m2);
+            if (cmd.debug)
+                for (const auto& [name, us] : rep.load_us) con.stage("modules", fmt::format("{}: {} us", name, us));
             for (const auto& f : rep.failed) con.stage("modules", "failed: " + f);
             bool lock = list->lock && cmd.config.count("modules.lock") == 0;
             if (cmd.config.count("modules.lock") && cmd.config["modules.lock"] != "false") lock = true;

@@ -283,7 +283,7 @@ Result<Container> Container::start(const ContainerSpec& spec, const StartOptions
 
     std::optional<seccomp::Program> prog;
     if (spec.seccomp) {
-        auto p = seccomp::compile(*spec.seccomp);
+        auto p = seccomp::compile_cached(*spec.seccomp);
         if (!p) return fail("seccomp", p.error());
         prog = std::move(*p);
     }

@@ -382,4 +382,37 @@ int install(const Program& prog) noexcept {
     return 0;
 }
 
+// The profile as one string: equal profiles, equal keys.
+static std::string cache_key(const SeccompProfile& p) {
+    std::string k = p.default_action + "|" + std::to_string(p.default_errno.value_or(-1)) + "|";
+    for (const auto& a : p.architectures) k += a + ",";
+    k += "|";
+    for (const auto& f : p.flags) k += f + ",";
+    for (const auto& r : p.syscalls) {
+        k += "\n" + r.action + "/" + std::to_string(r.errno_ret.value_or(-1)) + ":";
+        for (const auto& n : r.names) k += n + ",";
+        for (const auto& a : r.args)
+            k += "(" + std::to_string(a.index) + a.op + std::to_string(a.value) + "," + std::to_string(a.value_two) + ")";
+    }
+    return k;
+}
+
+Result<Program> compile_cached(const SeccompProfile& profile) {
+    // A daemon starts the same few profiles again and again; libseccomp takes milliseconds
+    // per compile on a fast host (most of a container start) and far longer under emulation.
+    static std::vector<std::pair<std::string, Program>> cache; // newest last
+    std::string key = cache_key(profile);
+    for (auto it = cache.begin(); it != cache.end(); ++it)
+        if (it->first == key) {
+            Program p = it->second;
+            std::rotate(it, it + 1, cache.end());
+            return p;
+        }
+    auto p = compile(profile);
+    if (!p) return p;
+    if (cache.size() >= 16) cache.erase(cache.begin());
+    cache.emplace_back(std::move(key), *p);
+    return p;
+}
+
 } // namespace keel::runtime::seccomp

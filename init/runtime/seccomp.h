@@ -29,6 +29,8 @@ struct Program {
 // Compiles with libseccomp. Unknown syscall names are skipped (an older kernel or libseccomp
 // may not know a newer call); an unknown action, operator, architecture or flag is an error.
 Result<Program> compile(const SeccompProfile& profile);
+// The same, remembered for the last 16 distinct profiles in this process (keeld).
+Result<Program> compile_cached(const SeccompProfile& profile);
 
 // Child side: installs the compiled program with seccomp(2). Returns 0 or an errno value.
 // Async-signal-safe: no allocation.

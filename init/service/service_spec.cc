@@ -253,20 +253,33 @@ Result<ServiceSpec> parse_service(const std::string& yaml_text, const std::strin
     }
 }
 
-Catalog load_catalog(const std::string& dir) {
+Catalog load_catalog(const std::string& dir) { return load_catalog(std::vector<std::string>{dir}); }
+
+Catalog load_catalog(const std::vector<std::string>& dirs) {
     Catalog c;
-    std::vector<std::string> files;
-    if (DIR* d = ::opendir(dir.c_str())) {
-        while (dirent* e = ::readdir(d)) {
-            std::string n = e->d_name;
-            if (n.size() > 4 && n.ends_with(".yml")) files.push_back(n);
+    std::vector<std::string> paths; // in dirs' order, sorted by name within each
+    std::set<std::string> seen;
+    for (const auto& dir : dirs) {
+        std::vector<std::string> files;
+        if (DIR* d = ::opendir(dir.c_str())) {
+            while (dirent* e = ::readdir(d)) {
+                std::string n = e->d_name;
+                if (n.size() > 4 && n.ends_with(".yml")) files.push_back(n);
+            }
+            ::closedir(d);
         }
-        ::closedir(d);
+        std::sort(files.begin(), files.end());
+        for (const auto& f : files) paths.push_back(dir + "/" + f);
     }
-    std::sort(files.begin(), files.end());
     std::map<std::string, ServiceSpec> ok;
-    for (const auto& f : files) {
-        std::string path = dir + "/" + f, text, name = f.substr(0, f.size() - 4);
+    for (const auto& path : paths) {
+        std::string f = path.substr(path.rfind('/') + 1), text, name = f.substr(0, f.size() - 4);
+        if (!seen.insert(name).second) {
+            // A later directory (the state partition's) adds services; it does not replace the
+            // image's: a system service is changed by changing the image.
+            c.errors[name + " (" + path + ")"] = path + ": a service named " + name + " already exists; rename this file";
+            continue;
+        }
         if (!read_file(path.c_str(), text)) {
             c.errors[name] = sys_error("read " + path).str();
             continue;

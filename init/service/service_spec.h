@@ -66,6 +66,9 @@ struct Catalog {
 // Every *.yml in `dir`. One bad file disables that service only. Dependencies on unknown
 // services and cycles are reported on the services concerned ("cycle: a -> b -> a").
 Catalog load_catalog(const std::string& dir);
+// Several directories: the image's /etc/keel/services, then /var/lib/keel/services for the
+// user's own. A name already taken by an earlier directory is an error on the later file.
+Catalog load_catalog(const std::vector<std::string>& dirs);
 
 // Start order: dependencies (after + requires) first; ties by name.
 std::vector<std::string> start_order(const Catalog& c);

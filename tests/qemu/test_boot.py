@@ -57,7 +57,8 @@ class BootTest(unittest.TestCase):
 
         self.assertEqual(vm.run("cat /proc/sys/kernel/modules_disabled"), (0, "1"))
         # Locked means locked: even root cannot load a module now.
-        code, out = vm.run("insmod /lib/modules/$(uname -r)/kernel/drivers/block/loop.ko* 2>&1; echo rc=$?")
+        code, out = vm.run("insmod /lib/modules/$(uname -r)/kernel/fs/overlayfs/overlay.ko* 2>&1; echo rc=$?")
+        self.assertIn("Operation not permitted", out)
         self.assertIn("rc=1", out)
 
         profile = sysctl_profile()

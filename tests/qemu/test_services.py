@@ -6,7 +6,7 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from vm import VM, disk_cat, disk_write  # noqa: E402
+from vm import VM, disk_cat, disk_mkdir, disk_write  # noqa: E402
 
 DEFAULT_SERVICES = ["console", "network", "ntp", "syslog"]
 
@@ -111,13 +111,32 @@ class ServicesTest(unittest.TestCase):
         with open(broken, "w") as f:
             f.write("hostname: other\nservices:\n  ntp: {enabled: yes\n")
         disk_write(vm.disk, broken, "/config.yml")
+        # The user's own services live on the state partition, next to the image's.
+        disk_mkdir(vm.disk, "/services")
+        for name, body in [("hello", "image: console\ncommand: [/bin/sh, -c, 'echo hello from the state disk; exec sleep 100000']\n"
+                                     "enabled: true\n"),
+                           ("bad", "image: console\ncommand: [/bin/true]\nenabled: true\ncapabilities: [CAP_NET_ADMN]\n")]:
+            local = os.path.join(vm.tmp, name + ".yml")
+            with open(local, "w") as f:
+                f.write(body)
+            disk_write(vm.disk, local, f"/services/{name}.yml")
         third = self.boot(state=vm.disk)
         third.wait_for(r"config: ERROR /var/lib/keel/config.yml:\d+:\d+: ")
         third.wait_for(r"config: booting with the last good configuration")
         third.wait_for(r"keel: system ready in")
         third.shell()
         self.assertEqual(third.run("keel config get hostname"), (0, "persisted-host"))
-        self.assertEqual(self.services(third)["ntp"]["state"], "disabled")
+        rows = self.services(third)
+        self.assertEqual(rows["ntp"]["state"], "disabled")
+        self.assertEqual(rows["hello"]["state"], "running")
+        self.assertIn("hello from the state disk", third.run("keel service logs hello")[1])
+        # One bad file: that service is invalid, with file, line, column and the fix; the rest run.
+        code, out = third.run("keel service list")
+        self.assertRegex(out, r"no\s+bad\s+invalid")
+        self.assertIn("/var/lib/keel/services/bad.yml:4:16: capabilities[0]: unknown capability CAP_NET_ADMN"
+                      " (did you mean CAP_NET_ADMIN?)", out)
+        for name in ["console", "network", "syslog"]:
+            self.assertEqual(rows[name]["state"], "running", name)
         code, out = third.run("keel config validate")
         self.assertEqual(code, 1)
         self.assertRegex(out, r"/var/lib/keel/config.yml:\d+:\d+: ")

@@ -18,6 +18,8 @@ import pexpect
 
 ROOT = os.environ.get("KEEL_SOURCE_DIR") or os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 IMAGE = os.path.join(ROOT, "build/image")
+# What scripts/run adds for QEMU's PC machine (see there): PCI interrupts routed without ACPI.
+QEMU_APPEND = "pci=noacpi"
 
 
 def accel():
@@ -39,6 +41,10 @@ _ACCEL = None
 def disk_cat(disk, path):
     r = subprocess.run(["debugfs", "-R", f"cat {path}", disk], capture_output=True, text=True)
     return r.stdout
+
+
+def disk_mkdir(disk, path):
+    subprocess.run(["debugfs", "-w", "-R", f"mkdir {path}", disk], capture_output=True, check=True)
 
 
 def disk_write(disk, local, path):
@@ -75,7 +81,7 @@ class VM:
         cmd = ["qemu-system-x86_64", "-m", self.memory, "-smp", "2", "-nographic", "-no-reboot",
                "-accel", acc, "-cpu", "max" if acc == "tcg" else "host",
                "-kernel", os.path.join(IMAGE, kernel), "-initrd", os.path.join(IMAGE, "initrd.img"),
-               "-append", f"{cmdline} {self.append}".strip(),
+               "-append", f"{cmdline} {QEMU_APPEND} {self.append}".strip(),
                "-device", "virtio-rng-pci",
                "-netdev", "user,id=net0", "-device", "virtio-net-pci,netdev=net0"]
         if self.disk:
