@@ -206,7 +206,7 @@ json Daemon::handle(const json& req, bool& close_after) {
         if (!s->spec) return error(fmt::format("service {} is invalid: {}", name, s->error));
         int timeout = req.value("timeout", s->spec->stop_timeout_s);
         if (cmd != "start") stop(*s, timeout);
-        s->start_after_stop = cmd == "restart" && s->has_container;
+        s->start_after_stop = cmd == "restart" && (s->has_container || s->pending);
         if (cmd == "stop") return {{"ok", true}, {"service", describe(*s, false)}};
         // start / restart: clear the hold and failures; the loop starts it once stopped.
         s->hold = false;

@@ -25,7 +25,7 @@ namespace keel::keeld {
 
 namespace {
 
-enum Kind : uint64_t { kSignal = 1, kListen = 2, kClient = 3, kPidfd = 4, kLog = 5, kNotify = 6 };
+enum Kind : uint64_t { kSignal = 1, kListen = 2, kClient = 3, kPidfd = 4, kLog = 5, kNotify = 6, kSpawn = 7 };
 uint64_t tag(Kind k, int fd) { return (uint64_t(k) << 32) | uint32_t(fd); }
 
 int64_t now_ms() {
@@ -188,43 +188,82 @@ void Daemon::start(Service& s) noexcept {
         runtime::StartOptions opts;
         opts.die_with_parent = false; // a keeld crash is survived: PID 1 cleans up by cgroup
         runtime::StartError why;
-        int64_t t0 = now_ms();
-        auto c = runtime::Container::start(*spec, opts, &why);
-        log::debug("service {}: container start took {} ms", s.name, now_ms() - t0);
-        if (!c) {
-            s.last_exit = why.str();
-            s.log->note("start failed: " + s.last_exit);
-            log::error("service {}: start failed: {}", s.name, s.last_exit);
-            s.failures++;
-            s.state = State::backoff;
-            s.next_start_ms = now_ms() + std::min(kBackoffMax, kBackoffMin << std::min(s.failures, 20));
-            if (s.failures > s.spec->restart_limit) {
-                s.state = State::failed;
-                s.error = "start failed " + std::to_string(s.failures) + " times: " + s.last_exit;
-            }
+        // Spawned, not waited for: the container sets itself up while keeld starts the next
+        // one (on_spawned finishes the start).
+        auto spawned = runtime::Container::spawn(*spec, opts, &why);
+        if (!spawned) {
+            start_failed(s, why.str());
             return;
         }
         ::fcntl(rd.get(), F_SETFL, O_NONBLOCK);
+        s.log_rd = std::move(rd);
+        if (notify_rd) {
+            ::fcntl(notify_rd.get(), F_SETFL, O_NONBLOCK);
+            s.notify_rd = std::move(notify_rd);
+        }
+        s.pending = std::move(*spawned);
+        s.state = State::starting;
+        s.started_ms = now_ms();
+        watch(s.pending->fd(), tag(kSpawn, s.pending->fd()));
+    } catch (const std::exception& e) {
+        s.state = State::failed;
+        s.error = e.what();
+    }
+}
+
+void Daemon::start_failed(Service& s, const std::string& why) noexcept {
+    s.last_exit = why;
+    s.log->note("start failed: " + s.last_exit);
+    log::error("service {}: start failed: {}", s.name, s.last_exit);
+    s.failures++;
+    s.state = State::backoff;
+    s.next_start_ms = now_ms() + std::min(kBackoffMax, kBackoffMin << std::min(s.failures, 20));
+    if (s.failures > s.spec->restart_limit) {
+        s.state = State::failed;
+        s.error = "start failed " + std::to_string(s.failures) + " times: " + s.last_exit;
+    }
+    if (s.stop_requested || shutting_down_) {
+        s.state = s.enabled ? State::stopped : State::disabled;
+        s.stop_requested = false;
+    }
+}
+
+// The spawned container has exec'd its command, or failed on the way.
+void Daemon::on_spawned(Service& s) noexcept {
+    try {
+        unwatch(s.pending->fd());
+        runtime::StartError why;
+        auto c = s.pending->finish(&why);
+        s.pending.reset();
+        log::debug("service {}: container start took {} ms", s.name, now_ms() - s.started_ms);
+        if (!c) {
+            s.log_rd.reset();
+            s.notify_rd.reset();
+            start_failed(s, why.str());
+            return;
+        }
         s.container = std::move(*c);
         s.has_container = true;
-        s.log_rd = std::move(rd);
         watch(s.container.pidfd(), tag(kPidfd, s.container.pidfd()));
         watch(s.log_rd.get(), tag(kLog, s.log_rd.get()));
-        s.started_ms = now_ms();
         s.log->note(fmt::format("started, pid {}", s.container.pid()));
+        if (s.stop_requested || shutting_down_) {
+            // Stopped while it was being set up: stop it now that it can be.
+            bool keep = s.start_after_stop;
+            s.state = State::running;
+            stop(s, s.spec->stop_timeout_s);
+            s.start_after_stop = keep;
+            return;
+        }
         if (s.spec->ready == service::ReadyKind::started) {
             became_ready(s);
             return;
         }
-        s.state = State::starting;
-        s.ready_deadline_ms = s.started_ms + kReadyTimeoutMs;
-        if (notify_rd) {
-            ::fcntl(notify_rd.get(), F_SETFL, O_NONBLOCK);
-            s.notify_rd = std::move(notify_rd);
-            watch(s.notify_rd.get(), tag(kNotify, s.notify_rd.get()));
-        }
+        s.ready_deadline_ms = now_ms() + kReadyTimeoutMs;
+        if (s.notify_rd) watch(s.notify_rd.get(), tag(kNotify, s.notify_rd.get()));
         check_ready(s);
     } catch (const std::exception& e) {
+        s.pending.reset();
         s.state = State::failed;
         s.error = e.what();
     }
@@ -287,6 +326,10 @@ static bool catches(pid_t pid, int sig) {
 }
 
 void Daemon::stop(Service& s, int timeout_s) noexcept {
+    if (s.pending) {
+        s.stop_requested = true; // done by on_spawned, once the container can be signalled
+        return;
+    }
     if (!s.has_container || (s.state != State::running && s.state != State::starting)) {
         if (s.state == State::backoff || s.state == State::waiting) s.state = s.enabled ? State::stopped : State::disabled;
         return;
@@ -495,6 +538,10 @@ int Daemon::run() noexcept {
                     on_client(fd);
                 } else {
                     for (auto& [name, s] : services_) {
+                        if (k == kSpawn && s.pending && s.pending->fd() == fd) {
+                            on_spawned(s);
+                            break;
+                        }
                         if (!s.has_container) continue;
                         if (k == kLog && s.log_rd.get() == fd) read_log(s);
                         if (k == kNotify && s.notify_rd.get() == fd) check_ready(s);
@@ -513,7 +560,7 @@ int Daemon::run() noexcept {
                     s.kill_at_ms = -1;
                 }
             if (shutting_down_) {
-                bool any = std::any_of(services_.begin(), services_.end(), [](auto& p) { return p.second.has_container; });
+                bool any = std::any_of(services_.begin(), services_.end(), [](auto& p) { return p.second.has_container || p.second.pending; });
                 if (!any) {
                     ::unlink(cfg_.socket.c_str());
                     log::info("all services stopped");

@@ -47,6 +47,7 @@ struct Service {
     State state = State::stopped;
     runtime::Container container;
     bool has_container = false;
+    std::optional<runtime::PendingStart> pending; // spawned, setup and exec still under way
     Fd log_rd;
     Fd notify_rd;                // ready: notify, the read end of the service's fd 3
     int64_t ready_deadline_ms = -1; // starting: killed as failed if not ready by then
@@ -72,6 +73,8 @@ class Daemon {
     void load();
     void schedule() noexcept;
     void start(Service& s) noexcept;
+    void on_spawned(Service& s) noexcept;
+    void start_failed(Service& s, const std::string& why) noexcept;
     void stop(Service& s, int timeout_s) noexcept;
     void on_exit(Service& s) noexcept;
     void read_log(Service& s) noexcept;

@@ -270,6 +270,13 @@ uid_t host_id_of_root(const std::vector<IdMap>& maps, uid_t fallback) {
 
 Result<Container> Container::start(const ContainerSpec& spec, const StartOptions& opts,
                                    StartError* why) {
+    auto pending = spawn(spec, opts, why);
+    if (!pending) return pending.error();
+    return pending->finish(why);
+}
+
+Result<PendingStart> Container::spawn(const ContainerSpec& spec, const StartOptions& opts,
+                                      StartError* why) {
     StartError local;
     StartError& err = why ? *why : local;
     auto fail = [&](std::string stage, Error e) -> Error {
@@ -389,16 +396,34 @@ Result<Container> Container::start(const ContainerSpec& spec, const StartOptions
         sync_wr.reset();
     }
 
+    PendingStart p;
+    p.c_ = std::move(c);
+    p.report_ = std::move(report_rd);
+    return p;
+}
+
+Result<Container> PendingStart::finish(StartError* why) {
+    StartError local;
+    StartError& err = why ? *why : local;
+    auto fail = [&](std::string stage, Error e) -> Error {
+        (void)c_.wait();
+        if (!c_.cgroup_.empty()) (void)cgroup::destroy(c_.cgroup_);
+        err.stage = std::move(stage);
+        err.error = e;
+        return wrap(err.stage, std::move(e));
+    };
     Report r;
     ssize_t n;
-    do n = ::recv(report_rd.get(), &r, sizeof r, 0);
+    do n = ::recv(report_.get(), &r, sizeof r, 0);
     while (n < 0 && errno == EINTR);
-    if (n < 0) return abort_child("setup", sys_error("read child report"));
-    if (n == 0) return c; // EOF: exec succeeded
-    if (r.kind == Report::ready) return c;
+    if (n < 0) {
+        int e = errno;
+        ::kill(c_.pid(), SIGKILL);
+        return fail("setup", sys_error("read child report", e));
+    }
+    report_.reset();
+    if (n == 0 || r.kind == Report::ready) return std::move(c_); // EOF: exec succeeded
     r.stage[sizeof r.stage - 1] = r.detail[sizeof r.detail - 1] = '\0';
-    (void)c.wait();
-    drop_cgroup();
     return fail(r.stage, sys_error(r.detail, r.err));
 }
 

@@ -38,6 +38,8 @@ struct StartOptions {
     bool die_with_parent = true;
 };
 
+class PendingStart;
+
 class Container {
   public:
     Container() = default;
@@ -47,6 +49,11 @@ class Container {
     // Starts the container. On failure nothing is left behind: no process, no cgroup.
     static Result<Container> start(const ContainerSpec& spec, const StartOptions& opts = {},
                                    StartError* why = nullptr);
+    // The same in two halves, for event loops that start many containers at once: spawn()
+    // returns as soon as the child runs (its setup and exec go on in parallel), and the
+    // PendingStart's fd becomes readable when the child has exec'd or failed.
+    static Result<PendingStart> spawn(const ContainerSpec& spec, const StartOptions& opts = {},
+                                      StartError* why = nullptr);
 
     pid_t pid() const { return pid_; }
     int pidfd() const { return pidfd_.get(); }
@@ -65,10 +72,27 @@ class Container {
     void detach();
 
   private:
+    friend class PendingStart;
     pid_t pid_ = -1;
     Fd pidfd_;
     std::string cgroup_;
     bool reaped_ = false;
+};
+
+class PendingStart {
+  public:
+    PendingStart() = default;
+    PendingStart(PendingStart&&) = default;
+    PendingStart& operator=(PendingStart&&) = default;
+    int fd() const { return report_.get(); } // readable once finish() will not block
+    pid_t pid() const { return c_.pid(); }
+    // The started container, or the stage that failed (then nothing is left behind).
+    Result<Container> finish(StartError* why = nullptr);
+
+  private:
+    friend class Container;
+    Container c_;
+    Fd report_;
 };
 
 // CVE-2019-5736: a container must never be able to write the runtime's binary through
