@@ -137,6 +137,13 @@ int service_main(const std::vector<std::string>& args) {
             std::printf("  user:          %s\n", s["user"].get<std::string>().c_str());
             std::printf("  capabilities:  %s\n", list(s["capabilities"]).c_str());
             std::printf("  host ns:       %s\n", list(s["host_namespaces"]).c_str());
+            if (s.contains("namespaces")) {
+                std::string line;
+                for (const auto& [t, v] : s["namespaces"].items())
+                    line += (line.empty() ? "" : " ") +
+                            (v["shared_with_host"].get<bool>() ? t + ":host" : v["id"].get<std::string>());
+                std::printf("  namespaces:    %s\n", line.c_str());
+            }
             std::printf("  resources:     %s\n", resources_line(s["resources"]).c_str());
             std::printf("  recent log:\n");
             for (const auto& l : s["log"]) std::printf("    %s\n", l.get<std::string>().c_str());

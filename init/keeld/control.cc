@@ -159,6 +159,19 @@ json Daemon::describe(const Service& s, bool full) const {
     j["command"] = sp.command;
     j["capabilities"] = caps;
     j["host_namespaces"] = host;
+    // What the kernel says, not what the file asked for: each namespace of the container's
+    // PID 1, "own" or "host" (keeld's), by the namespace's inode.
+    if (s.has_container) {
+        json ns = json::object();
+        for (const char* t : {"pid", "net", "mnt", "uts", "ipc", "cgroup", "user"}) {
+            char mine[64] = {}, theirs[64] = {};
+            std::string p = fmt::format("/proc/{}/ns/{}", s.container.pid(), t);
+            ssize_t a = ::readlink(fmt::format("/proc/self/ns/{}", t).c_str(), mine, sizeof mine - 1);
+            ssize_t b = ::readlink(p.c_str(), theirs, sizeof theirs - 1);
+            if (a > 0 && b > 0) ns[t] = {{"id", std::string(theirs)}, {"shared_with_host", std::string(mine) == theirs}};
+        }
+        j["namespaces"] = ns;
+    }
     j["user"] = sp.user;
     json res = json::object();
     if (sp.resources.memory_max) res["memory"] = *sp.resources.memory_max;

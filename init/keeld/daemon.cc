@@ -102,6 +102,17 @@ void Daemon::load() {
         auto on = config::get(config_, "services." + spec.name + ".enabled");
         s.enabled = on ? on->as<bool>() : spec.enabled;
         s.state = s.enabled ? State::stopped : State::disabled;
+        // A missing image is a broken file, said at load rather than at every start.
+        std::string root = spec.image.starts_with("/") ? spec.image : cfg_.ctx.images_dir + "/" + spec.image;
+        struct stat st{};
+        if (::stat(root.c_str(), &st) < 0 || !S_ISDIR(st.st_mode)) {
+            s.state = State::invalid;
+            s.error = fmt::format("{}: image: '{}' not found at {}", spec.file, spec.image, root);
+            log::error("service {}: {}", s.name, s.error);
+            s.spec.reset();
+            services_[s.name] = std::move(s);
+            continue;
+        }
         s.spec = std::move(spec);
         services_[s.name] = std::move(s);
     }

@@ -144,6 +144,7 @@ class KeeldTest(unittest.TestCase):
         self.service("kt-late", "image: busybox\ncommand: [/bin/sleep, '1000']\nenabled: true\nrequires: [kt-early]\n")
         self.service("kt-early", "image: busybox\ncommand: [/bin/sleep, '1000']\nenabled: true\n")
         self.service("kt-bad", "image: busybox\ncommand: [/nonexistent]\nenabled: true\nrestart_limit: 0\n")
+        self.service("kt-noimage", "image: nosuch\ncommand: [/bin/true]\nenabled: true\n")
         self.start_daemon()
         s = wait_for(lambda: (lambda j: j["kt-late"]["state"] == "running" and j)(self.services_json()), what="late running")
         self.assertEqual(s["kt-early"]["state"], "running")
@@ -152,6 +153,9 @@ class KeeldTest(unittest.TestCase):
         bad = wait_for(lambda: (lambda j: j["kt-bad"]["state"] == "failed" and j["kt-bad"])(self.services_json()), what="bad failed")
         self.assertIn("exec: /nonexistent", bad["error"])
         self.assertIn("ENOENT", bad["error"])
+        noimage = self.services_json()["kt-noimage"]
+        self.assertEqual(noimage["state"], "invalid")
+        self.assertIn("kt-noimage.yml: image: 'nosuch' not found at " + self.images + "/nosuch", noimage["error"])
 
     def test_readiness_restart(self):
         flag = os.path.join(self.tmp, "flag")

@@ -53,11 +53,23 @@ class ServicesTest(unittest.TestCase):
         code, out = vm.run("ls /proc | grep -c '^[0-9]'")
         self.assertLess(int(out), 10)
         self.assertEqual(vm.run("hostname")[1], "console")
-        # Each service has a PID namespace of its own: its PID 1 is its own command.
-        for name, cmd in [("syslog", "keel-syslog"), ("network", "keel-network"), ("ntp", "ntpd")]:
+        # Each service runs in namespaces of its own, as the kernel reports them (keeld reads
+        # /proc/PID/ns/* of each container): a PID namespace each, distinct from the host's and
+        # from each other's; the host network only where the file opts in.
+        pid_ns = {}
+        for name in DEFAULT_SERVICES:
             code, out = vm.run(f"keel service status {name}")
             self.assertEqual(code, 0, out)
             self.assertIn(f"{name}: running (enabled)", out)
+            ns = re.search(r"namespaces:\s+(.*)", out).group(1).split()
+            pid = [n for n in ns if n.startswith("pid")]
+            self.assertEqual(len(pid), 1, out)
+            self.assertRegex(pid[0], r"^pid:\[\d+\]$", f"{name} shares the host PID namespace")
+            pid_ns[name] = pid[0]
+            for t in ["mnt", "uts", "ipc", "cgroup"]:
+                self.assertNotIn(f"{t}:host", ns, name)
+            self.assertEqual("net:host" in ns, name in ("network", "ntp"), f"{name}: {ns}")
+        self.assertEqual(len(set(pid_ns.values())), len(DEFAULT_SERVICES), pid_ns)
         code, out = vm.run("keel service status network")
         self.assertIn("capabilities:  CAP_NET_ADMIN CAP_NET_RAW CAP_NET_BIND_SERVICE", out)
         self.assertIn("host ns:       net", out)
