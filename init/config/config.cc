@@ -28,6 +28,9 @@ const std::vector<KeySpec>& keys() {
         {"network.gateway", Type::ipv4, "''", "the default gateway with a static address"},
         {"network.dns", Type::ipv4_list, "[]", "name servers with a static address"},
         {"ssh.authorized_keys", Type::ssh_keys, "[]", "public keys that may log in as `keel` over SSH"},
+        {"user_runtime.host_id", Type::id, "100000",
+         "the host uid and gid that are root in the user runtime's user namespace (user_namespace: true)"},
+        {"user_runtime.size", Type::id, "65536", "how many ids its user namespace maps"},
         {"services.*.enabled", Type::boolean, "",
          "a service's enabled state, overriding its file (`keel service enable|disable` write it)"},
     };
@@ -79,6 +82,13 @@ void check_value(const KeySpec& spec, const YAML::Node& n, const std::string& wh
     };
     switch (spec.type) {
     case Type::string: scalar(); break;
+    case Type::id: {
+        std::string v = scalar();
+        bool ok = !v.empty() && v.size() <= 10 && v.find_first_not_of("0123456789") == std::string::npos &&
+                  std::stoull(v) > 0 && std::stoull(v) < 0xffffffffULL;
+        if (!ok) fail("'" + v + "' is not a positive id");
+        break;
+    }
     case Type::boolean: {
         bool b;
         if (!n.IsScalar() || !YAML::convert<bool>::decode(n, b)) fail("expected true or false");

@@ -18,7 +18,7 @@
 
 namespace keel::config {
 
-enum class Type { string, boolean, hostname, cidr, ipv4, ipv4_list, ssh_keys };
+enum class Type { string, boolean, id, hostname, cidr, ipv4, ipv4_list, ssh_keys };
 
 struct KeySpec {
     std::string key;          // dotted path; "*" matches one name (services.*.enabled)

@@ -61,7 +61,10 @@ void Daemon::accept_client() noexcept {
     for (;;) {
         int fd = ::accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
         if (fd < 0) return;
-        if (!admitted(fd, admin_gid_)) {
+        // The user runtime's socket is reachable only where /run/keel/user is bound (the
+        // console, the host's root); its peers come from outside its user namespace, where
+        // every uid but its own root reads as the overflow id, so the directory is the check.
+        if (cfg_.instance == "system" && !admitted(fd, admin_gid_)) {
             protocol::send(fd, error("permission denied: keeld's control socket is for root and the keel group"));
             ::close(fd);
             continue;
@@ -146,6 +149,13 @@ json Daemon::describe(const Service& s, bool full) const {
               {"restarts", s.restarts},
               {"error", s.error},
               {"last_exit", s.last_exit}};
+    if (s.workload) {
+        j["image"] = s.image;
+        j["created"] = s.created_unix;
+        if (s.exit_code) j["exit_code"] = *s.exit_code;
+        j["oom_killed"] = s.oom_killed;
+        if (s.spec) j["command"] = s.spec->command;
+    }
     if (!full || !s.spec) return j;
     const auto& sp = *s.spec;
     json caps = json::array();
@@ -251,6 +261,7 @@ json Daemon::handle(const json& req, bool& close_after) {
         return {{"ok", true}, {"service", describe(*s, false)}};
     }
     if (cmd.rfind("config_", 0) == 0) return handle_config(cmd, req);
+    if (cmd == "run" || cmd == "kill" || cmd == "rm") return handle_workload(cmd, req);
     if (cmd == "poweroff" || cmd == "reboot") {
         if (cfg_.instance != "system") return error("only the system instance powers off or reboots the machine");
         // PID 1 does the ordered shutdown; it asks us to stop our services first.

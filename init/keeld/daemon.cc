@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
@@ -54,6 +55,7 @@ const char* state_name(State s) {
     case State::backoff: return "restarting";
     case State::failed: return "failed";
     case State::invalid: return "invalid";
+    case State::exited: return "exited";
     }
     return "?";
 }
@@ -171,6 +173,11 @@ void Daemon::start(Service& s) noexcept {
         service::ServiceSpec resolved = *s.spec;
         auto env = environment(*s.spec);
         if (env) resolved.environment = std::move(*env);
+        if (resolved.user_namespace.enabled && !resolved.user_namespace.host_id) {
+            // `user_namespace: true`: the range from the configuration.
+            resolved.user_namespace.host_id = uint32_t(std::stoul(config::to_text(*config::get(config_, "user_runtime.host_id"))));
+            resolved.user_namespace.size = uint32_t(std::stoul(config::to_text(*config::get(config_, "user_runtime.size"))));
+        }
         auto spec = env ? service::to_container(resolved, cfg_.ctx) : Result<runtime::ContainerSpec>(env.error());
         if (!spec) {
             s.state = State::failed;
@@ -232,6 +239,13 @@ void Daemon::start_failed(Service& s, const std::string& why) noexcept {
     if (s.failures > s.spec->restart_limit) {
         s.state = State::failed;
         s.error = "start failed " + std::to_string(s.failures) + " times: " + s.last_exit;
+    }
+    if (s.workload) {
+        // `keel run` says why at once; a workload is not retried.
+        s.state = State::failed;
+        s.hold = true;
+        s.error = "start failed: " + s.last_exit;
+        if (s.auto_remove) to_remove_.push_back(s.name);
     }
     if (s.stop_requested || shutting_down_) {
         s.state = s.enabled ? State::stopped : State::disabled;
@@ -373,6 +387,12 @@ void Daemon::on_exit(Service& s) noexcept {
     auto st = s.container.try_wait();
     if (!st) return;
     read_log(s);
+    // Before the cgroup goes: was it the OOM killer?
+    std::string events;
+    if (!s.container.cgroup_path().empty() && read_file((s.container.cgroup_path() + "/memory.events").c_str(), events)) {
+        auto at = events.find("oom_kill ");
+        s.oom_killed = at != std::string::npos && std::strtoll(events.c_str() + at + 9, nullptr, 10) > 0;
+    }
     unwatch(s.container.pidfd());
     if (s.log_rd) unwatch(s.log_rd.get());
     s.log_rd.reset();
@@ -384,8 +404,19 @@ void Daemon::on_exit(Service& s) noexcept {
     s.has_container = false;
     s.kill_at_ms = -1;
     s.last_exit = st->describe();
+    if (s.oom_killed) s.last_exit += " (out of memory: killed by the OOM killer)";
+    s.exit_code = st->signal ? 128 + st->signal : st->code;
     s.log->note(s.last_exit);
     int64_t ran = now_ms() - s.started_ms;
+    if (s.workload) {
+        // A workload runs once (no restart policy in this version): it stays, exited, for
+        // `keel ps -a` and `keel logs`, unless it was started with --rm.
+        s.state = State::exited;
+        s.hold = true;
+        s.stop_requested = false;
+        if (s.auto_remove) to_remove_.push_back(s.name);
+        return;
+    }
     if (s.stop_requested || shutting_down_) {
         s.state = s.enabled ? State::stopped : State::disabled;
         s.hold = s.stop_requested && s.enabled && !s.start_after_stop;
@@ -508,9 +539,16 @@ int Daemon::run() noexcept {
             admin_gid_ = admin_gid();
             if (admin_gid_ != gid_t(-1) && ::chown(cfg_.socket.c_str(), 0, admin_gid_) < 0)
                 log::warn("chown {}: {}", cfg_.socket, std::strerror(errno));
-            ::chmod(cfg_.socket.c_str(), 0660);
+            ::chmod(cfg_.socket.c_str(), cfg_.instance == "user" ? 0666 : 0660);
+            // The user runtime's socket, as the console and the host see it.
+            if (cfg_.instance == "system" && cfg_.socket == protocol::socket_path("system")) {
+                ::unlink("/run/keel/user.sock");
+                if (::symlink("user/user.sock", "/run/keel/user.sock") < 0)
+                    log::warn("symlink /run/keel/user.sock: {}", std::strerror(errno));
+            }
             watch(listen_.get(), tag(kListen, listen_.get()));
         }
+        if (cfg_.instance == "user") setup_user_instance();
         load();
         log::debug("loaded {} services in {} ms", services_.size(), now_ms() - boot_ms_);
         schedule();
@@ -540,6 +578,10 @@ int Daemon::run() noexcept {
                         if ((si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) && !shutting_down_) {
                             log::info("stopping all services");
                             shutting_down_ = true;
+                            // Workloads first (they depend on nothing here), then services in
+                            // reverse start order.
+                            for (auto& [wname, w] : services_)
+                                if (w.workload) stop(w, w.spec ? w.spec->stop_timeout_s : 10);
                             for (auto it = order_.rbegin(); it != order_.rend(); ++it)
                                 if (Service* s = find(*it)) stop(*s, s->spec ? s->spec->stop_timeout_s : 10);
                         }
@@ -570,6 +612,7 @@ int Daemon::run() noexcept {
                     (void)s.container.signal(SIGKILL);
                     s.kill_at_ms = -1;
                 }
+            for (auto name : std::exchange(to_remove_, {})) (void)remove_workload(name, true);
             if (shutting_down_) {
                 bool any = std::any_of(services_.begin(), services_.end(), [](auto& p) { return p.second.has_container || p.second.pending; });
                 if (!any) {

@@ -36,7 +36,7 @@ struct DaemonConfig {
 // The `keel` admin group's id from /etc/group, or -1.
 gid_t admin_gid();
 
-enum class State { disabled, stopped, waiting, starting, running, stopping, backoff, failed, invalid };
+enum class State { disabled, stopped, waiting, starting, running, stopping, backoff, failed, invalid, exited };
 const char* state_name(State s);
 
 struct Service {
@@ -61,6 +61,14 @@ struct Service {
     bool start_after_stop = false; // `restart`: started again once the stop is done
     std::string last_exit; // "exited with 1", "exec: ENOENT ..."
     std::unique_ptr<LogBuffer> log;
+    // A workload of the user instance (`keel run`), rather than a service file's service.
+    bool workload = false;
+    bool auto_remove = false;   // --rm: removed once it has exited
+    std::string image;          // as given to `keel run`
+    std::string rootfs_dir;     // its overlay mount
+    int64_t created_unix = 0;
+    std::optional<int> exit_code;
+    bool oom_killed = false;
 };
 
 class Daemon {
@@ -94,6 +102,18 @@ class Daemon {
     Status change_overlay(const std::string& key, const YAML::Node& value);
     void reload_config();
     nlohmann::json handle_config(const std::string& cmd, const nlohmann::json& req);
+    // The user instance (workloads.cc).
+    void setup_user_instance();
+    nlohmann::json handle_workload(const std::string& cmd, const nlohmann::json& req);
+    Result<std::string> create_workload(const nlohmann::json& req);
+    struct ResolvedImage {
+        std::vector<std::string> entrypoint, cmd, env;
+        std::string user, working_dir;
+        std::vector<std::string> lower_dirs; // top first
+    };
+    Result<ResolvedImage> resolve_image(const std::string& name);
+    Status remove_workload(const std::string& name, bool force);
+    std::vector<std::string> to_remove_; // --rm workloads that have exited
     Result<std::vector<std::string>> environment(const service::ServiceSpec& spec) const;
 
     void watch(int fd, uint64_t tag);

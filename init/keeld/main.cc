@@ -18,7 +18,7 @@ namespace keel::keeld {
 int keeld_main(int argc, char** argv) noexcept {
     try {
         DaemonConfig cfg;
-        bool dirs_given = false;
+        bool dirs_given = false, state_given = false;
         for (int i = 1; i < argc; ++i) {
             std::string a = argv[i];
             auto val = [&](const char* opt) -> const char* {
@@ -34,7 +34,10 @@ int keeld_main(int argc, char** argv) noexcept {
                 dirs_given = true;
                 cfg.services_dirs.push_back(v2);
             }
-            else if (const char* v3 = val("--state")) cfg.state_dir = v3;
+            else if (const char* v3 = val("--state")) {
+                cfg.state_dir = v3;
+                state_given = true;
+            }
             else if (const char* v4 = val("--socket")) cfg.socket = v4;
             else if (const char* v5 = val("--images")) cfg.ctx.images_dir = v5;
             else if (const char* v6 = val("--seccomp")) cfg.ctx.seccomp_profile = v6;
@@ -43,7 +46,20 @@ int keeld_main(int argc, char** argv) noexcept {
                 return 2;
             }
         }
-        log::set_prefix("keeld");
+        if (cfg.instance == "user") {
+            // The user runtime: no service files; workloads come over its socket. Its state
+            // is the user-runtime service's bind of /var/lib/keel/user, its socket directory
+            // the bind of /run/keel/user (the host links /run/keel/user.sock there).
+            if (!dirs_given) cfg.services_dirs.clear();
+            if (!state_given) cfg.state_dir = "/var/lib/keel/user";
+            if (cfg.socket.empty()) cfg.socket = "/run/keel/user/user.sock";
+            cfg.ctx.cgroup_prefix = "workloads/";
+        } else if (cfg.instance != "system") {
+            std::fprintf(stderr, "keeld: --instance is system or user, not %s\n", cfg.instance.c_str());
+            return 2;
+        }
+        cfg.ctx.state_dir = cfg.state_dir;
+        log::set_prefix(cfg.instance == "user" ? "keeld-user" : "keeld");
         // CVE-2019-5736: containers must never reach this binary for writing.
         if (auto s = runtime::reexec_from_sealed_memfd(argv); !s) log::warn("{}", s.error().str());
         // PID 1 hands us its notify pipe as fd 3.

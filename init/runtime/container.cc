@@ -24,6 +24,7 @@
 
 #include <fmt/format.h>
 
+#include "common/strings.h"
 #include "runtime/capabilities.h"
 #include "runtime/cgroup.h"
 #include "runtime/namespaces.h"
@@ -268,6 +269,19 @@ uid_t host_id_of_root(const std::vector<IdMap>& maps, uid_t fallback) {
 
 } // namespace
 
+bool in_child_user_namespace() {
+    static const bool nested = [] {
+        std::string map;
+        if (!read_file("/proc/self/uid_map", map)) return false;
+        auto words = split(std::string(trim(map)), ' ');
+        std::vector<std::string> w;
+        for (auto& x : words)
+            if (!x.empty()) w.push_back(x);
+        return !(w.size() == 3 && w[0] == "0" && w[1] == "0" && w[2] == "4294967295");
+    }();
+    return nested;
+}
+
 Result<Container> Container::start(const ContainerSpec& spec, const StartOptions& opts,
                                    StartError* why) {
     auto pending = spawn(spec, opts, why);
@@ -346,7 +360,10 @@ Result<PendingStart> Container::spawn(const ContainerSpec& spec, const StartOpti
 
     const Namespace* userns = spec.find_namespace(NsType::user);
     bool new_userns = userns && userns->path.empty();
-    args.in_user_ns = userns != nullptr;
+    // A runtime that itself runs in a user namespace (the user runtime, nested in its
+    // service) makes its containers there too: device nodes are bound, not made, and the
+    // kernel filesystems it may not mount are bound from its own view.
+    args.in_user_ns = userns != nullptr || in_child_user_namespace();
     Fd sync_rd, sync_wr;
     if (new_userns) {
         int p[2];

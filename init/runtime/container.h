@@ -100,5 +100,7 @@ class PendingStart {
 // memfd copy; a no-op when already running from one.
 Status reexec_from_sealed_memfd(char** argv);
 bool running_from_sealed_memfd();
+// Whether this process runs in a user namespace other than the initial one (a nested runtime).
+bool in_child_user_namespace();
 
 } // namespace keel::runtime

@@ -128,8 +128,24 @@ static Status mount_one(int root_fd, const Mount& m, bool in_user_ns) {
     } else {
         std::string type = m.type == "cgroup" ? "cgroup2" : m.type;
         unsigned long flags = m.flags & ~(MS_BIND | MS_REC);
-        if (::mount(m.source.empty() ? type.c_str() : m.source.c_str(), where.c_str(),
-                    type.c_str(), flags, m.data.empty() ? nullptr : m.data.c_str()) < 0) {
+        auto mount_it = [&] {
+            return ::mount(m.source.empty() ? type.c_str() : m.source.c_str(), where.c_str(), type.c_str(), flags,
+                           m.data.empty() ? nullptr : m.data.c_str());
+        };
+        int rc = mount_it();
+        // In a user namespace /sys may be the host's, bound with everything under it, and the
+        // kernel refuses the same filesystem on top of itself (EBUSY): the cgroup2 hierarchy is
+        // already at /sys/fs/cgroup. A small tmpfs in between makes it a new mount point (the
+        // bound one is locked and cannot be unmounted from here).
+        if (rc < 0 && errno == EBUSY && type == "cgroup2" && in_user_ns) {
+            if (::mount("tmpfs", where.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=755") < 0)
+                return sys_error(what + " (tmpfs under it)");
+            auto again = open_in_root(root_fd, m.destination, false, false);
+            if (!again) return again.error();
+            where = fd_path(again->get());
+            rc = mount_it();
+        }
+        if (rc < 0) {
             // Without its own network (sysfs), IPC (mqueue) or cgroup namespace, a user
             // namespace may not mount these kernel filesystems; the host's are bound read-only
             // instead, as runc does.

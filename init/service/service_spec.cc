@@ -63,7 +63,8 @@ struct Reader {
 const std::vector<std::string> kKeys = {
     "image",   "command",    "environment", "user",          "group",        "working_dir", "capabilities",
     "host",    "mounts",     "devices",     "read_only_root", "resources",   "restart",     "restart_limit",
-    "after",   "requires",   "ready",       "stop_signal",   "stop_timeout", "enabled",     "privileged"};
+    "after",   "requires",   "ready",       "stop_signal",   "stop_timeout", "enabled",     "privileged",
+    "user_namespace", "delegate_cgroup"};
 
 int64_t parse_size(const Reader& r, const YAML::Node& n, const std::string& key) {
     std::string s = r.str(n, key);
@@ -236,6 +237,24 @@ ServiceSpec parse(const YAML::Node& root, const Reader& r, const std::string& na
     if (root["stop_timeout"]) s.stop_timeout_s = static_cast<int>(r.integer(root["stop_timeout"], "stop_timeout"));
     if (root["enabled"]) s.enabled = r.boolean(root["enabled"], "enabled");
     if (root["privileged"]) s.privileged = r.boolean(root["privileged"], "privileged");
+    if (const YAML::Node u = root["user_namespace"]) {
+        if (u.IsMap()) {
+            for (const auto& kv : u) {
+                std::string k = kv.first.as<std::string>();
+                int64_t v = r.integer(kv.second, "user_namespace." + k);
+                if (v <= 0 || v > 0xffffffffLL) r.fail(kv.second, "user_namespace." + k, "must be a positive id");
+                if (k == "host_id") s.user_namespace.host_id = uint32_t(v);
+                else if (k == "size") s.user_namespace.size = uint32_t(v);
+                else r.fail(kv.first, "user_namespace." + k, "unknown key (host_id, size)");
+            }
+            if (!s.user_namespace.host_id || !s.user_namespace.size)
+                r.fail(u, "user_namespace", "needs both host_id and size");
+            s.user_namespace.enabled = true;
+        } else {
+            s.user_namespace.enabled = r.boolean(u, "user_namespace");
+        }
+    }
+    if (root["delegate_cgroup"]) s.delegate_cgroup = r.boolean(root["delegate_cgroup"], "delegate_cgroup");
     return s;
 }
 
@@ -413,6 +432,13 @@ Result<runtime::ContainerSpec> to_container(const ServiceSpec& s, const Containe
     if (c.uid != 0) c.caps.inheritable = c.caps.ambient = caps;
 
     c.namespaces = {{NsType::mount, ""}, {NsType::cgroup, ""}};
+    if (s.user_namespace.enabled) {
+        if (!s.user_namespace.host_id || !s.user_namespace.size)
+            return plain_error(s.file + ": user_namespace: no id range");
+        c.namespaces.push_back({NsType::user, ""});
+        c.uid_maps = c.gid_maps = {{0, s.user_namespace.host_id, s.user_namespace.size}};
+    }
+    c.cgroup_delegate = s.delegate_cgroup;
     if (!s.host.pid) c.namespaces.push_back({NsType::pid, ""});
     if (!s.host.ipc) c.namespaces.push_back({NsType::ipc, ""});
     if (!s.host.uts) c.namespaces.push_back({NsType::uts, ""});
@@ -425,23 +451,31 @@ Result<runtime::ContainerSpec> to_container(const ServiceSpec& s, const Containe
     c.mounts.push_back(mnt("/dev/pts", "devpts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620"));
     c.mounts.push_back(mnt("/dev/shm", "tmpfs", "shm", safe, "mode=1777,size=65536k"));
     c.mounts.push_back(mnt("/dev/mqueue", "mqueue", "mqueue", safe));
+    // (In a user namespace that shares the host's network the runtime binds the host's /sys
+    // read-only instead: only the network namespace's owner may mount sysfs.)
     c.mounts.push_back(mnt("/sys", "sysfs", "sysfs", safe | MS_RDONLY));
-    c.mounts.push_back(mnt("/sys/fs/cgroup", "cgroup", "cgroup", safe | MS_RDONLY | MS_RELATIME));
+    // A delegated subtree is the service's to manage: its cgroup namespace's root, writable.
+    c.mounts.push_back(mnt("/sys/fs/cgroup", "cgroup", "cgroup", safe | MS_RELATIME | (s.delegate_cgroup ? 0 : MS_RDONLY)));
     for (const auto& m : s.mounts) {
         if (m.type == "tmpfs") {
             c.mounts.push_back(mnt(m.destination.c_str(), "tmpfs", "tmpfs", MS_NOSUID | MS_NODEV | (m.read_only ? MS_RDONLY : 0),
                                    m.options.c_str()));
             continue;
         }
-        // keeld owns its run directory: a service's exchange directory there (a socket dir,
-        // resolv.conf) is created on first use rather than being an error.
-        if (::stat(m.source.c_str(), &st) < 0 && errno == ENOENT && m.source.starts_with(ctx.run_dir + "/")) {
+        // keeld owns its run and state directories: a service's directory there (a socket
+        // dir, resolv.conf, a runtime's storage) is created on first use rather than being an
+        // error; for a service in a user namespace, owned by its root.
+        if (::stat(m.source.c_str(), &st) < 0 && errno == ENOENT &&
+            (m.source.starts_with(ctx.run_dir + "/") || m.source.starts_with(ctx.state_dir + "/"))) {
             std::string cur;
             for (const auto& part : split(m.source, '/')) {
                 if (part.empty()) continue;
                 cur += "/" + part;
                 ::mkdir(cur.c_str(), 0755);
             }
+            if (s.user_namespace.enabled && s.user_namespace.host_id &&
+                ::chown(m.source.c_str(), s.user_namespace.host_id, s.user_namespace.host_id) < 0)
+                return sys_error(fmt::format("{}: chown {}", s.file, m.source));
         }
         if (::stat(m.source.c_str(), &st) < 0) return sys_error(fmt::format("{}: mount source {}", s.file, m.source));
         runtime::Mount b = mnt(m.destination.c_str(), "bind", m.source.c_str(),
@@ -461,11 +495,18 @@ Result<runtime::ContainerSpec> to_container(const ServiceSpec& s, const Containe
         dev.gid = st.st_gid;
         c.devices.push_back(dev);
     }
+    // A nested runtime (a delegated cgroup) must be able to mount /proc for its own
+    // containers, and the kernel allows that in a user namespace only while an unmasked /proc
+    // is visible (mount_too_revealing). What the masks hide is out of its reach anyway: its
+    // root is an unprivileged host uid with no capability in the initial user namespace
+    // (kcore needs CAP_SYS_RAWIO there, sysrq-trigger and most of /proc/sys CAP_SYS_ADMIN).
+    if (!s.delegate_cgroup || !s.user_namespace.enabled) {
     c.masked_paths = {"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
                       "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"};
     c.readonly_paths = {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"};
+    }
     c.resources = s.resources;
-    c.cgroup_path = "keel/system/" + s.name;
+    c.cgroup_path = ctx.cgroup_prefix + s.name;
     if (!s.privileged) {
         auto prof = runtime::seccomp::load_profile(ctx.seccomp_profile, caps);
         if (!prof) return prof.error();

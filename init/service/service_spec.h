@@ -29,6 +29,13 @@ struct HostNamespaces {
     bool net = false, pid = false, ipc = false, uts = false;
 };
 
+// A user namespace for the service: its root is an unprivileged host id. `host_id` 0 means
+// "the configured range" (user_runtime.host_id / user_runtime.size), filled in by keeld.
+struct UserNamespace {
+    bool enabled = false;
+    uint32_t host_id = 0, size = 0;
+};
+
 struct ServiceSpec {
     std::string name; // the file's base name
     std::string file; // where it was read from, for messages
@@ -39,6 +46,8 @@ struct ServiceSpec {
     std::string working_dir = "/";
     std::vector<int> capabilities; // CAP_* numbers, added to an empty set
     HostNamespaces host;
+    UserNamespace user_namespace;
+    bool delegate_cgroup = false; // the service owns its cgroup subtree (a nested runtime)
     std::vector<ServiceMount> mounts;
     std::vector<std::string> devices; // host device nodes made available, e.g. /dev/ttyS0
     bool read_only_root = true;
@@ -77,6 +86,8 @@ struct ContainerContext {
     std::string images_dir = "/usr/share/keel/images";
     std::string seccomp_profile = "/etc/keel/seccomp/default.yml";
     std::string run_dir = "/run/keel";
+    std::string state_dir = "/var/lib/keel";
+    std::string cgroup_prefix = "keel/system/"; // the user instance: "workloads/"
     bool allow_privileged = false;
 };
 // The container keeld runs for a service.

@@ -1,0 +1,268 @@
+// The user instance: workloads (`keel run`), each a container on an overlay of its image,
+// nested inside the user-runtime service's user namespace. A workload is a Service whose
+// ServiceSpec is made from the run request instead of a file, so supervision, logs and
+// stop are the system instance's own code.
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <random>
+
+#include <fmt/format.h>
+
+#include "common/fd.h"
+#include "common/log.h"
+#include "common/strings.h"
+#include "keeld/daemon.h"
+#include "runtime/cgroup.h"
+#include "runtime/oci.h"
+
+namespace keel::keeld {
+
+using nlohmann::json;
+
+namespace {
+
+json error(const std::string& msg) { return {{"ok", false}, {"error", msg}}; }
+
+// Docker's default capability set: what a workload holds unless told otherwise.
+const std::vector<std::string> kDefaultCaps = {
+    "CAP_CHOWN",  "CAP_DAC_OVERRIDE", "CAP_FSETID",           "CAP_FOWNER",     "CAP_MKNOD",
+    "CAP_NET_RAW", "CAP_SETGID",      "CAP_SETUID",           "CAP_SETFCAP",    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE"};
+
+bool valid_name(const std::string& n) {
+    if (n.empty() || n.size() > 63 || !std::isalnum(static_cast<unsigned char>(n[0]))) return false;
+    for (char c : n)
+        if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') return false;
+    return true;
+}
+
+std::string random_name() {
+    static const char* adj[] = {"brave", "calm", "eager", "fast", "keen", "quiet", "sharp", "steady", "swift", "bold"};
+    static const char* noun[] = {"hull", "mast", "sail", "deck", "helm", "oar", "bow", "stern", "buoy", "anchor"};
+    std::random_device rd;
+    return fmt::format("{}-{}-{}", adj[rd() % 10], noun[rd() % 10], rd() % 1000);
+}
+
+int64_t unix_now() { return int64_t(::time(nullptr)); }
+
+Status rmtree(const std::string& path) {
+    // Small and local: workload directories hold an overlay upper layer and its workdir.
+    struct stat st{};
+    if (::lstat(path.c_str(), &st) < 0) return errno == ENOENT ? Status{} : sys_error("stat " + path);
+    if (S_ISDIR(st.st_mode)) {
+        if (DIR* d = ::opendir(path.c_str())) {
+            std::vector<std::string> names;
+            while (dirent* e = ::readdir(d))
+                if (std::strcmp(e->d_name, ".") && std::strcmp(e->d_name, "..")) names.push_back(e->d_name);
+            ::closedir(d);
+            for (const auto& n : names) KEEL_TRY(rmtree(path + "/" + n));
+        }
+        if (::rmdir(path.c_str()) < 0) return sys_error("rmdir " + path);
+        return {};
+    }
+    if (::unlink(path.c_str()) < 0) return sys_error("unlink " + path);
+    return {};
+}
+
+} // namespace
+
+// Images: a directory image under images/NAME/rootfs in the runtime's storage, or one that
+// ships with the user-runtime service's image (/usr/share/keel/workload-images/NAME: busybox).
+Result<Daemon::ResolvedImage> Daemon::resolve_image(const std::string& name) {
+    ResolvedImage r;
+    std::string base = name.substr(0, name.find(':'));
+    if (base.empty() || base.find('/') != std::string::npos || base[0] == '.') return plain_error("invalid image name '" + name + "'");
+    std::string dir;
+    struct stat st{};
+    for (const std::string& d : {cfg_.state_dir + "/images/" + base + "/rootfs", "/usr/share/keel/workload-images/" + base})
+        if (::stat(d.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+            dir = d;
+            break;
+        }
+    if (dir.empty()) return plain_error("no image '" + name + "'");
+    r.lower_dirs = {dir};
+    r.cmd = {"sh"};
+    r.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"};
+    return r;
+}
+
+// The user runtime is PID 1 of its container, and its cgroup namespace's root is the
+// delegated subtree. cgroup v2 lets a cgroup hand controllers to children only while it has
+// no processes of its own, so keeld moves itself into a leaf first.
+void Daemon::setup_user_instance() {
+    for (const char* d : {"", "/containers", "/images", "/log"}) ::mkdir((cfg_.state_dir + d).c_str(), 0700);
+    const std::string cg = "/sys/fs/cgroup";
+    if (::access((cg + "/cgroup.subtree_control").c_str(), W_OK) == 0) {
+        ::mkdir((cg + "/keeld").c_str(), 0755);
+        if (!write_file((cg + "/keeld/cgroup.procs").c_str(), std::to_string(::getpid())))
+            log::warn("cgroup: cannot move keeld into {}/keeld: {}", cg, std::strerror(errno));
+        std::string avail, enable;
+        read_file((cg + "/cgroup.controllers").c_str(), avail);
+        for (const auto& c : split(std::string(trim(avail)), ' '))
+            if (c == "memory" || c == "pids" || c == "cpu") enable += (enable.empty() ? "+" : " +") + c;
+        if (!enable.empty() && !write_file((cg + "/cgroup.subtree_control").c_str(), enable))
+            log::warn("cgroup: cannot enable {}: {}", enable, std::strerror(errno));
+    } else {
+        log::warn("cgroup: {} is not writable: workloads get no resource limits", cg);
+    }
+}
+
+Result<std::string> Daemon::create_workload(const json& req) {
+    std::string name = req.value("name", "");
+    if (name.empty()) {
+        do name = random_name();
+        while (services_.count(name));
+    }
+    if (!valid_name(name)) return plain_error("invalid name '" + name + "' (letters, digits, '-', '_', '.')");
+    if (services_.count(name)) return plain_error("a workload named '" + name + "' already exists (keel rm " + name + ")");
+    std::string image = req.value("image", "");
+    if (image.empty()) return plain_error("no image");
+
+    auto img = resolve_image(image);
+    if (!img) return img.error();
+
+    service::ServiceSpec sp;
+    sp.name = name;
+    sp.file = "workload " + name;
+    std::string dir = cfg_.state_dir + "/containers/" + name;
+    sp.image = dir + "/rootfs";
+    auto cmd = req.value("command", std::vector<std::string>{});
+    sp.command = img->entrypoint;
+    if (!cmd.empty()) sp.command = img->entrypoint.empty() ? cmd : (sp.command.insert(sp.command.end(), cmd.begin(), cmd.end()), sp.command);
+    else sp.command.insert(sp.command.end(), img->cmd.begin(), img->cmd.end());
+    if (sp.command.empty()) return plain_error("no command: the image has none, give one after the image name");
+    sp.environment = img->env;
+    for (const auto& e : req.value("env", std::vector<std::string>{})) {
+        if (e.find('=') == std::string::npos) return plain_error("-e " + e + ": expected KEY=VALUE");
+        sp.environment.push_back(e);
+    }
+    sp.user = req.value("user", img->user.empty() ? std::string("0") : img->user);
+    if (sp.user == "root") sp.user = "0";
+    sp.working_dir = img->working_dir.empty() ? "/" : img->working_dir;
+    std::vector<std::string> caps = kDefaultCaps;
+    for (auto c : req.value("cap_add", std::vector<std::string>{})) {
+        std::transform(c.begin(), c.end(), c.begin(), ::toupper);
+        if (!starts_with(c, "CAP_")) c = "CAP_" + c;
+        if (runtime::oci::capability_from_name(c) < 0) return plain_error("--cap-add: unknown capability " + c);
+        caps.push_back(c);
+    }
+    for (const auto& c : caps) sp.capabilities.push_back(runtime::oci::capability_from_name(c));
+    std::string net = req.value("net", "host");
+    if (net != "host" && net != "none") return plain_error("--net " + net + ": none or host");
+    sp.host.net = net == "host";
+    sp.read_only_root = req.value("read_only", false);
+    for (const auto& v : req.value("volumes", std::vector<std::string>{})) {
+        auto parts = split(v, ':');
+        if (parts.size() < 2 || parts.size() > 3 || parts[0].empty() || parts[1].empty() || parts[1][0] != '/')
+            return plain_error("-v " + v + ": expected HOST:CONTAINER[:ro]");
+        service::ServiceMount m;
+        m.source = parts[0];
+        m.destination = parts[1];
+        m.read_only = parts.size() == 3 && parts[2] == "ro";
+        if (parts.size() == 3 && parts[2] != "ro" && parts[2] != "rw") return plain_error("-v " + v + ": mode is ro or rw");
+        sp.mounts.push_back(m);
+    }
+    if (req.contains("memory")) sp.resources.memory_max = req["memory"].get<int64_t>();
+    if (req.contains("pids")) sp.resources.pids_max = req["pids"].get<int64_t>();
+    if (req.contains("cpus")) {
+        sp.resources.cpu_period = 100000;
+        sp.resources.cpu_quota = int64_t(req["cpus"].get<double>() * 100000);
+    }
+    sp.restart = service::RestartPolicy::no;
+    sp.enabled = true;
+
+    // The container's root: the image's layers under a writable layer of its own.
+    for (const char* d : {"", "/upper", "/work", "/rootfs"})
+        if (::mkdir((dir + d).c_str(), 0755) < 0 && errno != EEXIST) return sys_error("mkdir " + dir + d);
+    std::string lower;
+    for (const auto& l : img->lower_dirs) lower += (lower.empty() ? "" : ":") + l;
+    // userxattr: in a user namespace overlayfs keeps its whiteouts and opaque marks in
+    // user.overlay.* xattrs (what the image store writes).
+    std::string opts = fmt::format("lowerdir={},upperdir={}/upper,workdir={}/work{}", lower, dir, dir,
+                                   runtime::in_child_user_namespace() ? ",userxattr" : "");
+    if (::mount("overlay", (dir + "/rootfs").c_str(), "overlay", MS_NOSUID | MS_NODEV, opts.c_str()) < 0) {
+        Error e = sys_error("mount overlay for " + name);
+        (void)rmtree(dir);
+        return e;
+    }
+
+    Service s;
+    s.name = name;
+    s.workload = true;
+    s.enabled = true;
+    s.image = image;
+    s.rootfs_dir = dir + "/rootfs";
+    s.auto_remove = req.value("rm", false);
+    s.created_unix = unix_now();
+    s.spec = std::move(sp);
+    s.log = std::make_unique<LogBuffer>(cfg_.state_dir + "/log/" + name + ".log");
+    json meta = req;
+    meta["name"] = name;
+    meta["created"] = s.created_unix;
+    (void)write_file_atomic(dir + "/workload.json", meta.dump() + "\n", 0600);
+    Service& placed = services_[name] = std::move(s);
+    start(placed);
+    return name;
+}
+
+Status Daemon::remove_workload(const std::string& name, bool force) {
+    Service* s = find(name);
+    if (!s || !s->workload) return plain_error("no workload '" + name + "'");
+    if (s->has_container || s->pending) {
+        if (!force) return plain_error("workload " + name + " is running: stop it first, or keel rm -f");
+        if (s->has_container) {
+            (void)s->container.signal(SIGKILL);
+            auto st = s->container.wait();
+            (void)st;
+            unwatch(s->container.pidfd());
+            if (s->log_rd) unwatch(s->log_rd.get());
+            (void)s->container.cleanup();
+        }
+        if (s->pending) {
+            unwatch(s->pending->fd());
+            ::kill(s->pending->pid(), SIGKILL);
+            (void)s->pending->finish();
+        }
+    }
+    std::string dir = cfg_.state_dir + "/containers/" + name;
+    if (::umount2((dir + "/rootfs").c_str(), MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
+        return sys_error("unmount " + dir + "/rootfs");
+    Status r = rmtree(dir);
+    ::unlink((cfg_.state_dir + "/log/" + name + ".log").c_str());
+    ::unlink((cfg_.state_dir + "/log/" + name + ".log.1").c_str());
+    services_.erase(name);
+    return r;
+}
+
+json Daemon::handle_workload(const std::string& cmd, const json& req) {
+    if (cfg_.instance != "user") return error("workloads run in the user runtime (keel run talks to it)");
+    std::string name = req.value("name", "");
+    if (cmd == "run") {
+        auto n = create_workload(req);
+        if (!n) return error(n.error().str());
+        Service* s = find(*n);
+        return {{"ok", true}, {"name", *n}, {"service", describe(*s, false)}};
+    }
+    if (cmd == "kill") {
+        Service* s = find(name);
+        if (!s || !s->workload) return error("no workload '" + name + "'");
+        if (!s->has_container) return error("workload " + name + " is not running");
+        int sig = req.value("signal", SIGKILL);
+        if (auto st = s->container.signal(sig); !st) return error(st.error().str());
+        s->stop_requested = true;
+        return {{"ok", true}};
+    }
+    if (cmd == "rm") {
+        if (auto st = remove_workload(name, req.value("force", false)); !st) return error(st.error().str());
+        return {{"ok", true}};
+    }
+    return error("unknown command '" + cmd + "'");
+}
+
+} // namespace keel::keeld
