@@ -144,6 +144,7 @@ int service_main(const std::vector<std::string>& args) {
                             (v["shared_with_host"].get<bool>() ? t + ":host" : v["id"].get<std::string>());
                 std::printf("  namespaces:    %s\n", line.c_str());
             }
+            if (s.contains("host_uids")) std::printf("  host uids:     %s\n", list(s["host_uids"]).c_str());
             std::printf("  resources:     %s\n", resources_line(s["resources"]).c_str());
             std::printf("  recent log:\n");
             for (const auto& l : s["log"]) std::printf("    %s\n", l.get<std::string>().c_str());

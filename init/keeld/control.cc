@@ -1,12 +1,16 @@
 // The control socket: the CLI's requests, one JSON line each, after a version handshake.
 // Only root and the `keel` admin group may connect (SO_PEERCRED, SO_PEERGROUPS). A malformed or oversized message gets an error reply
 // and closes that connection only.
+#include <dirent.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <functional>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -181,6 +185,29 @@ json Daemon::describe(const Service& s, bool full) const {
             if (a > 0 && b > 0) ns[t] = {{"id", std::string(theirs)}, {"shared_with_host", std::string(mine) == theirs}};
         }
         j["namespaces"] = ns;
+        // The real uids of every process in its cgroup subtree, as the host sees them: for a
+        // service in a user namespace, the unprivileged ids its root and its nested workloads
+        // are on the host.
+        std::set<std::string> uids;
+        std::function<void(const std::string&)> walk = [&](const std::string& dir) {
+            std::string procs;
+            if (read_file((dir + "/cgroup.procs").c_str(), procs))
+                for (const auto& pid : split(procs, '\n')) {
+                    std::string st;
+                    if (pid.empty() || !read_file(("/proc/" + pid + "/status").c_str(), st)) continue;
+                    auto at = st.find("\nUid:\t");
+                    if (at != std::string::npos) uids.insert(st.substr(at + 6, st.find('\t', at + 6) - at - 6));
+                }
+            if (DIR* d = ::opendir(dir.c_str())) {
+                std::vector<std::string> subs;
+                while (dirent* e = ::readdir(d))
+                    if (e->d_type == DT_DIR && e->d_name[0] != '.') subs.push_back(dir + "/" + e->d_name);
+                ::closedir(d);
+                for (const auto& sub : subs) walk(sub);
+            }
+        };
+        if (!s.container.cgroup_path().empty()) walk(s.container.cgroup_path());
+        j["host_uids"] = std::vector<std::string>(uids.begin(), uids.end());
     }
     j["user"] = sp.user;
     json res = json::object();

@@ -70,6 +70,40 @@ Status rmtree(const std::string& path) {
     return {};
 }
 
+// Copies a directory tree (files, directories, symlinks; modes kept), as this process's
+// user: the copy belongs to the user runtime's root.
+Status copy_tree(const std::string& from, const std::string& to) {
+    struct stat st{};
+    if (::lstat(from.c_str(), &st) < 0) return sys_error("stat " + from);
+    if (S_ISLNK(st.st_mode)) {
+        char target[4096];
+        ssize_t n = ::readlink(from.c_str(), target, sizeof target - 1);
+        if (n < 0) return sys_error("readlink " + from);
+        target[n] = 0;
+        if (::symlink(target, to.c_str()) < 0) return sys_error("symlink " + to);
+        return {};
+    }
+    if (S_ISDIR(st.st_mode)) {
+        if (::mkdir(to.c_str(), st.st_mode & 07777) < 0) return sys_error("mkdir " + to);
+        ::chmod(to.c_str(), st.st_mode & 07777);
+        DIR* d = ::opendir(from.c_str());
+        if (!d) return sys_error("opendir " + from);
+        std::vector<std::string> names;
+        while (dirent* e = ::readdir(d))
+            if (std::strcmp(e->d_name, ".") && std::strcmp(e->d_name, "..")) names.push_back(e->d_name);
+        ::closedir(d);
+        for (const auto& n : names) KEEL_TRY(copy_tree(from + "/" + n, to + "/" + n));
+        return {};
+    }
+    if (!S_ISREG(st.st_mode)) return {}; // no device nodes in an image
+    std::string data;
+    if (!read_file(from.c_str(), data)) return sys_error("read " + from);
+    Fd out(::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, st.st_mode & 07777));
+    if (!out || ::write(out.get(), data.data(), data.size()) != ssize_t(data.size())) return sys_error("write " + to);
+    ::fchmod(out.get(), st.st_mode & 07777);
+    return {};
+}
+
 } // namespace
 
 // Images: a directory image under images/NAME/rootfs in the runtime's storage, or one that
@@ -78,14 +112,28 @@ Result<Daemon::ResolvedImage> Daemon::resolve_image(const std::string& name) {
     ResolvedImage r;
     std::string base = name.substr(0, name.find(':'));
     if (base.empty() || base.find('/') != std::string::npos || base[0] == '.') return plain_error("invalid image name '" + name + "'");
-    std::string dir;
+    std::string dir = cfg_.state_dir + "/images/" + base + "/rootfs";
+    std::string builtin = "/usr/share/keel/workload-images/" + base;
     struct stat st{};
-    for (const std::string& d : {cfg_.state_dir + "/images/" + base + "/rootfs", "/usr/share/keel/workload-images/" + base})
-        if (::stat(d.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
-            dir = d;
-            break;
+    if (::stat(dir.c_str(), &st) < 0 && ::stat(builtin.c_str(), &st) == 0) {
+        // The image that ships with the user runtime is copied into its storage on first use:
+        // its files must belong to the user namespace's root (overlayfs copies the owner up,
+        // and the host's root is no one in here).
+        std::string tmp = cfg_.state_dir + "/images/." + base + ".tmp";
+        (void)rmtree(tmp);
+        ::mkdir(tmp.c_str(), 0755);
+        if (auto c = copy_tree(builtin, tmp + "/rootfs"); !c) {
+            (void)rmtree(tmp);
+            return wrap("image " + base, c.error());
         }
-    if (dir.empty()) return plain_error("no image '" + name + "'");
+        if (::rename(tmp.c_str(), (cfg_.state_dir + "/images/" + base).c_str()) < 0) {
+            Error e = sys_error("image " + base + ": rename");
+            (void)rmtree(tmp);
+            return e;
+        }
+        log::info("image {}: installed from {}", base, builtin);
+    }
+    if (::stat(dir.c_str(), &st) < 0 || !S_ISDIR(st.st_mode)) return plain_error("no image '" + name + "'");
     r.lower_dirs = {dir};
     r.cmd = {"sh"};
     r.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"};
