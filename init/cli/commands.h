@@ -14,6 +14,7 @@ int service_main(const std::vector<std::string>& args); // service_cmd.cc
 int config_main(const std::vector<std::string>& args); // config_cmd.cc
 int run_main(const std::vector<std::string>& args);                       // workload_cmd.cc
 int workload_main(const std::string& cmd, const std::vector<std::string>& args); // ps stop kill rm logs
+int exec_main(const std::vector<std::string>& args);
 Result<nlohmann::json> user_request(const nlohmann::json& req);
 int os_main(const std::vector<std::string>& args);      // service_cmd.cc (talks to keeld too)
 Result<nlohmann::json> system_request(const nlohmann::json& req);

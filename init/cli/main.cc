@@ -17,7 +17,8 @@ static const char* kUsage = R"(usage: keel COMMAND [ARGS]
   service ...   system services: list, status, start, stop, restart, enable, disable, logs
   config ...    the system configuration: get, set, validate, export, keys
   run ...       a workload in the user runtime: keel run --help
-  ps [-a]       workloads; also: stop, kill [-s SIG], rm [-f], logs [-f] NAME
+  ps [-a]       workloads; also: stop, kill [-s SIG], rm [-f], logs [-f] NAME,
+                exec NAME COMMAND...
   os ...        version, poweroff, reboot
   runtime ...   the OCI runtime (runc-compatible subset); see keel runtime --help
   version       print the Keel version
@@ -35,13 +36,14 @@ static int dispatch(int argc, char** argv) {
     if (cmd == "service") return service_main(rest);
     if (cmd == "config") return config_main(rest);
     if (cmd == "run") return run_main(rest);
+    if (cmd == "exec") return exec_main(rest);
     if (cmd == "ps" || cmd == "stop" || cmd == "kill" || cmd == "rm" || cmd == "logs") return workload_main(cmd, rest);
     if (cmd == "os") return os_main(rest);
     if (cmd == "version" || cmd == "--version") {
         std::printf("keel %s\n", KEEL_VERSION);
         return 0;
     }
-    std::string near = closest(cmd, {"runtime", "service", "config", "run", "ps", "stop", "kill", "rm", "logs", "os", "version"});
+    std::string near = closest(cmd, {"runtime", "service", "config", "run", "exec", "ps", "stop", "kill", "rm", "logs", "os", "version"});
     std::fprintf(stderr, "keel: unknown command '%s'%s\n%s", cmd.c_str(),
                  near.empty() ? "" : fmt::format(" (did you mean '{}'?)", near).c_str(), kUsage);
     return 2;

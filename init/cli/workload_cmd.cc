@@ -167,6 +167,13 @@ int run_main(const std::vector<std::string>& args) {
     auto r = user_request(req);
     if (!r) return fail(r.error().str(), 125);
     std::string name = (*r)["name"].get<std::string>();
+    // Started means exec'd (or failed on the way): wait for that, so what follows (an exec,
+    // a ps) finds it running.
+    for (int k = 0; k < 600; ++k) {
+        auto st = user_request({{"cmd", "status"}, {"name", name}});
+        if (!st || (*st)["service"]["state"] != "starting") break;
+        ::usleep(20 * 1000);
+    }
     if (detach) {
         std::puts(name.c_str());
         return 0;
@@ -174,6 +181,35 @@ int run_main(const std::vector<std::string>& args) {
     int code = attach(name, 0);
     if (rm) (void)user_request({{"cmd", "rm"}, {"name", name}, {"force", true}});
     return code;
+}
+
+// keel exec [-e K=V] NAME COMMAND...: its output as it comes, then its exit code.
+int exec_main(const std::vector<std::string>& args) {
+    size_t i = 0;
+    std::vector<std::string> env;
+    for (; i < args.size() && args[i].size() > 1 && args[i][0] == '-'; ++i) {
+        if ((args[i] == "-e" || args[i] == "--env") && i + 1 < args.size()) env.push_back(args[++i]);
+        else if (args[i] == "-it" || args[i] == "-ti" || args[i] == "-i" || args[i] == "-t")
+            return fail("exec " + args[i] + ": an interactive terminal is not supported yet", 2);
+        else return fail("exec: unknown option " + args[i], 2);
+    }
+    if (i + 2 > args.size()) return fail("usage: keel exec [-e K=V] NAME COMMAND [ARG...]", 2);
+    std::string name = args[i];
+    std::vector<std::string> cmd(args.begin() + long(i) + 1, args.end());
+    auto r = user_request({{"cmd", "exec"}, {"name", name}, {"command", cmd}, {"env", env}});
+    if (!r) return fail(r.error().str(), 125);
+    int id = (*r)["exec"].get<int>();
+    size_t offset = 0;
+    for (;;) {
+        auto o = user_request({{"cmd", "exec_output"}, {"exec", id}, {"offset", offset}});
+        if (!o) return fail(o.error().str(), 125);
+        std::string out = (*o)["output"].get<std::string>();
+        std::fwrite(out.data(), 1, out.size(), stdout);
+        std::fflush(stdout);
+        offset = (*o)["offset"].get<size_t>();
+        if ((*o)["done"].get<bool>()) return (*o)["exit_code"].get<int>();
+        ::usleep(50 * 1000);
+    }
 }
 
 static std::string age(int64_t created) {

@@ -288,7 +288,8 @@ json Daemon::handle(const json& req, bool& close_after) {
         return {{"ok", true}, {"service", describe(*s, false)}};
     }
     if (cmd.rfind("config_", 0) == 0) return handle_config(cmd, req);
-    if (cmd == "run" || cmd == "kill" || cmd == "rm") return handle_workload(cmd, req);
+    if (cmd == "run" || cmd == "kill" || cmd == "rm" || cmd == "exec" || cmd == "exec_output")
+        return handle_workload(cmd, req);
     if (cmd == "poweroff" || cmd == "reboot") {
         if (cfg_.instance != "system") return error("only the system instance powers off or reboots the machine");
         // PID 1 does the ordered shutdown; it asks us to stop our services first.

@@ -26,7 +26,7 @@ namespace keel::keeld {
 
 namespace {
 
-enum Kind : uint64_t { kSignal = 1, kListen = 2, kClient = 3, kPidfd = 4, kLog = 5, kNotify = 6, kSpawn = 7 };
+enum Kind : uint64_t { kSignal = 1, kListen = 2, kClient = 3, kPidfd = 4, kLog = 5, kNotify = 6, kSpawn = 7, kExec = 8 };
 uint64_t tag(Kind k, int fd) { return (uint64_t(k) << 32) | uint32_t(fd); }
 
 int64_t now_ms() {
@@ -589,6 +589,8 @@ int Daemon::run() noexcept {
                     accept_client();
                 } else if (k == kClient) {
                     on_client(fd);
+                } else if (k == kExec) {
+                    on_exec_event(fd);
                 } else {
                     for (auto& [name, s] : services_) {
                         if (k == kSpawn && s.pending && s.pending->fd() == fd) {

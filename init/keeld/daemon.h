@@ -114,6 +114,20 @@ class Daemon {
     Result<ResolvedImage> resolve_image(const std::string& name);
     Status remove_workload(const std::string& name, bool force);
     std::vector<std::string> to_remove_; // --rm workloads that have exited
+    // `keel exec`: a process in a running workload's namespaces and cgroup. Its output is
+    // kept until the CLI has read it all after the exit.
+    struct Exec {
+        std::string workload;
+        runtime::Container container;
+        Fd out;
+        std::string output;
+        bool done = false;
+        int code = 0;
+    };
+    std::map<int, Exec> execs_;
+    int next_exec_ = 1;
+    nlohmann::json start_exec(const nlohmann::json& req);
+    void on_exec_event(int fd) noexcept;
     Result<std::vector<std::string>> environment(const service::ServiceSpec& spec) const;
 
     void watch(int fd, uint64_t tag);

@@ -34,7 +34,9 @@ int LineReader::next(std::string& line) {
 }
 
 bool send(int fd, const nlohmann::json& msg) {
-    std::string s = msg.dump() + "\n";
+    // Service output is bytes, not always UTF-8: invalid sequences become U+FFFD rather than an
+    // exception that would cost the connection.
+    std::string s = msg.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
     size_t done = 0;
     while (done < s.size()) {
         ssize_t n = ::send(fd, s.data() + done, s.size() - done, MSG_NOSIGNAL);

@@ -19,6 +19,7 @@
 #include "common/strings.h"
 #include "keeld/daemon.h"
 #include "runtime/cgroup.h"
+#include "runtime/namespaces.h"
 #include "runtime/oci.h"
 
 namespace keel::keeld {
@@ -288,9 +289,106 @@ Status Daemon::remove_workload(const std::string& name, bool force) {
     return r;
 }
 
+json Daemon::start_exec(const json& req) {
+    std::string name = req.value("name", "");
+    Service* s = find(name);
+    if (!s || !s->workload) return error("no workload '" + name + "'");
+    if (!s->has_container) return error("workload " + name + " is not running");
+    auto cmd = req.value("command", std::vector<std::string>{});
+    if (cmd.empty()) return error("exec needs a command");
+    auto spec = service::to_container(*s->spec, cfg_.ctx);
+    if (!spec) return error(spec.error().str());
+    // Everything the workload's own process got, but in its namespaces and cgroup instead of
+    // new ones: no rootfs, mounts or devices to set up.
+    pid_t pid = s->container.pid();
+    spec->id = name + "-exec";
+    spec->args = cmd;
+    for (const auto& e : req.value("env", std::vector<std::string>{})) spec->env.push_back(e);
+    spec->namespaces.clear();
+    for (auto t : {runtime::NsType::pid, runtime::NsType::mount, runtime::NsType::ipc, runtime::NsType::uts,
+                   runtime::NsType::net, runtime::NsType::cgroup}) {
+        // A namespace the workload shares with us (--net host) is not joined: setns would ask
+        // for CAP_SYS_ADMIN over it, which the user runtime does not have over the host's.
+        std::string theirs = fmt::format("/proc/{}/ns/{}", pid, runtime::ns_proc_name(t));
+        struct stat a{}, b{};
+        if (::stat(theirs.c_str(), &a) == 0 && ::stat(fmt::format("/proc/self/ns/{}", runtime::ns_proc_name(t)).c_str(), &b) == 0 &&
+            a.st_ino == b.st_ino && a.st_dev == b.st_dev)
+            continue;
+        spec->namespaces.push_back({t, theirs});
+    }
+    spec->rootfs.clear();
+    spec->mounts.clear();
+    spec->devices.clear();
+    spec->masked_paths.clear();
+    spec->readonly_paths.clear();
+    spec->hostname.clear();
+    spec->resources = {};
+    spec->cgroup_path.clear();
+    spec->cgroup_join = s->container.cgroup_path();
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC) < 0) return error(sys_error("pipe").str());
+    Fd rd(p[0]), wr(p[1]);
+    spec->stdin_.kind = runtime::Stdio::Kind::null;
+    spec->stdout_.kind = spec->stderr_.kind = runtime::Stdio::Kind::fd;
+    spec->stdout_.fd = spec->stderr_.fd = wr.get();
+    runtime::StartOptions opts;
+    opts.die_with_parent = false;
+    runtime::StartError why;
+    auto c = runtime::Container::start(*spec, opts, &why);
+    if (!c) return error("exec in " + name + ": " + why.str());
+    wr.reset();
+    ::fcntl(rd.get(), F_SETFL, O_NONBLOCK);
+    int id = next_exec_++;
+    Exec& e = execs_[id];
+    e.workload = name;
+    e.container = std::move(*c);
+    e.out = std::move(rd);
+    watch(e.container.pidfd(), (uint64_t(8) << 32) | uint32_t(e.container.pidfd()));
+    watch(e.out.get(), (uint64_t(8) << 32) | uint32_t(e.out.get()));
+    return {{"ok", true}, {"exec", id}};
+}
+
+void Daemon::on_exec_event(int fd) noexcept {
+    for (auto& [id, e] : execs_) {
+        if (e.done) continue;
+        if (e.out && e.out.get() == fd) {
+            char buf[8192];
+            for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) e.output.append(buf, size_t(n));
+            if (e.output.size() > (1 << 20)) e.output.erase(0, e.output.size() - (1 << 20));
+        }
+        if (e.container.pidfd() == fd) {
+            auto st = e.container.try_wait();
+            if (!st) continue;
+            if (e.out) {
+                char buf[8192];
+                for (ssize_t n; (n = ::read(e.out.get(), buf, sizeof buf)) > 0;) e.output.append(buf, size_t(n));
+                unwatch(e.out.get());
+                e.out.reset();
+            }
+            unwatch(e.container.pidfd());
+            e.done = true;
+            e.code = st->signal ? 128 + st->signal : st->code;
+        }
+    }
+}
+
 json Daemon::handle_workload(const std::string& cmd, const json& req) {
     if (cfg_.instance != "user") return error("workloads run in the user runtime (keel run talks to it)");
     std::string name = req.value("name", "");
+    if (cmd == "exec") return start_exec(req);
+    if (cmd == "exec_output") {
+        // The output from `offset` on; once done and read to the end, the exec is forgotten.
+        auto it = execs_.find(req.value("exec", 0));
+        if (it == execs_.end()) return error("no such exec");
+        Exec& e = it->second;
+        size_t off = std::min<size_t>(req.value("offset", size_t(0)), e.output.size());
+        json r = {{"ok", true}, {"output", e.output.substr(off)}, {"offset", e.output.size()}, {"done", e.done}};
+        if (e.done) {
+            r["exit_code"] = e.code;
+            execs_.erase(it);
+        }
+        return r;
+    }
     if (cmd == "run") {
         auto n = create_workload(req);
         if (!n) return error(n.error().str());

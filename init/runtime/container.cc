@@ -176,7 +176,8 @@ int hold_until_started(const ChildArgs& a) noexcept {
     // creates there would fail with EOVERFLOW): become the namespace's root first.
     if (a.in_user_ns) CHILD_ERRNO("become-userns-root", become_userns_root(), "setresuid 0");
     CHILD_ERRNO("set-oom-score-adj", process::set_oom_score_adj(spec), "/proc/self/oom_score_adj");
-    if (spec.has_namespace(NsType::mount)) {
+    // A new mount namespace gets its root set up; a joined one (an exec) has it already.
+    if (const Namespace* m = spec.find_namespace(NsType::mount); m && m->path.empty()) {
         CHILD_STEP("prepare-rootfs", rootfs::prepare(spec, a.in_user_ns));
         CHILD_STEP("pivot-root", rootfs::pivot(spec));
         CHILD_STEP("finish-rootfs", rootfs::finish(spec));
@@ -299,8 +300,8 @@ Result<PendingStart> Container::spawn(const ContainerSpec& spec, const StartOpti
         return wrap(err.stage, std::move(e));
     };
     if (spec.args.empty()) return fail("spec", plain_error("process.args is empty"));
-    if (spec.has_namespace(NsType::mount) && spec.rootfs.empty())
-        return fail("spec", plain_error("no rootfs"));
+    const Namespace* mntns = spec.find_namespace(NsType::mount);
+    if (mntns && mntns->path.empty() && spec.rootfs.empty()) return fail("spec", plain_error("no rootfs"));
 
     std::optional<seccomp::Program> prog;
     if (spec.seccomp) {
@@ -311,8 +312,14 @@ Result<PendingStart> Container::spawn(const ContainerSpec& spec, const StartOpti
 
     // The cgroup exists, with its limits, before the child does.
     cgroup::Cgroup cg;
+    bool own_cgroup = spec.cgroup_join.empty();
     bool need_cgroup = spec.resources.any() || spec.cgroup_delegate || !spec.cgroup_path.empty();
-    if (!cgroup::mountpoint().empty() || need_cgroup) {
+    if (!own_cgroup) {
+        // An exec: into the container's cgroup, which stays when this process is gone.
+        auto c = cgroup::open_existing(spec.cgroup_join);
+        if (!c) return fail("cgroup", c.error());
+        cg = std::move(*c);
+    } else if (!cgroup::mountpoint().empty() || need_cgroup) {
         std::string rel = spec.cgroup_path.empty() ? "keel/" + spec.id : spec.cgroup_path;
         auto c = cgroup::create(rel, spec.resources);
         if (c) {
@@ -323,7 +330,9 @@ Result<PendingStart> Container::spawn(const ContainerSpec& spec, const StartOpti
         // Without limits to enforce, a cgroup we cannot create (a read-only cgroupfs inside
         // a container) is not worth failing the start for: the container runs in ours.
     }
-    auto drop_cgroup = [&] { (void)cgroup::destroy(cg.path()); };
+    auto drop_cgroup = [&] {
+        if (own_cgroup) (void)cgroup::destroy(cg.path());
+    };
     if (cg.valid() && spec.cgroup_delegate) {
         uid_t u = host_id_of_root(spec.uid_maps, 0);
         gid_t g = host_id_of_root(spec.gid_maps, 0);
@@ -397,7 +406,7 @@ Result<PendingStart> Container::spawn(const ContainerSpec& spec, const StartOpti
     Container c;
     c.pid_ = pid;
     c.pidfd_.reset(pidfd);
-    c.cgroup_ = cg.path();
+    c.cgroup_ = own_cgroup ? cg.path() : "";
     report_wr.reset();
     sync_rd.reset();
     auto abort_child = [&](std::string stage, Error e) -> Error {

@@ -59,12 +59,16 @@ Status join_by_path(const ContainerSpec& spec) {
     for (const auto& n : spec.namespaces)
         if (!n.path.empty() && n.type != NsType::user && !joined_by_parent(n.type))
             order.push_back(&n);
+    // Every namespace is opened before any is joined: once in the target's mount namespace,
+    // /proc/PID/ns/... paths of the host's view no longer resolve.
+    std::vector<Fd> fds;
     for (const Namespace* n : order) {
-        Fd fd(::open(n->path.c_str(), O_RDONLY | O_CLOEXEC));
-        if (!fd) return sys_error(fmt::format("open {}", n->path));
-        if (::setns(fd.get(), ns_clone_flag(n->type)) < 0)
-            return sys_error(fmt::format("setns {} {}", ns_name(n->type), n->path));
+        fds.emplace_back(::open(n->path.c_str(), O_RDONLY | O_CLOEXEC));
+        if (!fds.back()) return sys_error(fmt::format("open {}", n->path));
     }
+    for (size_t i = 0; i < order.size(); ++i)
+        if (::setns(fds[i].get(), ns_clone_flag(order[i]->type)) < 0)
+            return sys_error(fmt::format("setns {} {}", ns_name(order[i]->type), order[i]->path));
     return {};
 }
 

@@ -133,6 +133,7 @@ struct ContainerSpec {
     // ("keel/<id>"). The cgroup is created before the child runs and removed after it exits.
     std::string cgroup_path;
     bool cgroup_delegate = false; // give the container ownership of its subtree (nested runtimes)
+    std::string cgroup_join;      // run in this existing cgroup (an exec), which is not removed
     Resources resources;
 
     // stdio and inherited fds: extra_fds are handed over as 3, 4, ... in order

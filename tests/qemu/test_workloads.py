@@ -49,6 +49,10 @@ class WorkloadsTest(unittest.TestCase):
         self.assertEqual(rows["web"]["state"], "running")
         self.assertEqual(rows["web"]["image"], "busybox")
         self.assertEqual(vm.run("keel logs web"), (0, "serving"))
+        # exec: in the workload's namespaces, as its processes see them.
+        code, out = vm.run("keel exec web ps -o pid,comm")
+        self.assertEqual((code, out.split()), (0, ["PID", "COMMAND", "1", "sleep", "2", "ps"]))
+        self.assertEqual(vm.run("keel exec web sh -c 'hostname; exit 5'"), (5, "web"))
         code, out = vm.run("keel run busybox true; keel ps -a")
         self.assertNotIn("--rm", out)
 
