@@ -21,6 +21,7 @@ static const char* kUsage = R"(usage: keel COMMAND [ARGS]
                 exec NAME COMMAND...
   os ...        version, poweroff, reboot
   runtime ...   the OCI runtime (runc-compatible subset); see keel runtime --help
+  info          each runtime daemon's pid, memory and container count (JSON lines)
   version       print the Keel version
 )";
 
@@ -37,6 +38,16 @@ static int dispatch(int argc, char** argv) {
     if (cmd == "config") return config_main(rest);
     if (cmd == "run") return run_main(rest);
     if (cmd == "exec") return exec_main(rest);
+    if (cmd == "info") {
+        // Each runtime daemon's own footprint, as JSON lines (scripts/bench-*).
+        int rc = 0;
+        for (auto* req : {&system_request, &user_request}) {
+            auto r = (*req)({{"cmd", "info"}});
+            if (r) std::puts(r->dump().c_str());
+            else rc = 1;
+        }
+        return rc;
+    }
     if (cmd == "ps" || cmd == "stop" || cmd == "kill" || cmd == "rm" || cmd == "logs") return workload_main(cmd, rest);
     if (cmd == "os") return os_main(rest);
     if (cmd == "version" || cmd == "--version") {

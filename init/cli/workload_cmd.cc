@@ -71,33 +71,32 @@ static const char* kRunUsage = R"(usage: keel run [OPTIONS] IMAGE [COMMAND [ARG.
   --net none|host    no network, or the user runtime's (the host's); default host
 )";
 
-// Follows a workload's output until it exits; returns its exit code.
+// Follows a workload's output until it exits; returns its exit code. keeld answers `wait`
+// the moment the workload finishes (or after a quarter second, to print what came so far).
 static int attach(const std::string& name, uint64_t next) {
-    for (;;) {
-        auto more = user_request({{"cmd", "logs"}, {"name", name}, {"since", next}});
-        if (!more) return fail(more.error().str());
+    auto print_since = [&](uint64_t& from) -> bool {
+        auto more = user_request({{"cmd", "logs"}, {"name", name}, {"since", from}});
+        if (!more) return false;
         for (const auto& l : (*more)["lines"]) {
             std::string line = l.get<std::string>();
             if (!starts_with(line, "[keeld] ")) std::puts(line.c_str());
         }
-        next = (*more).value("next", next);
+        from = (*more).value("next", from);
         std::fflush(stdout);
-        auto st = user_request({{"cmd", "status"}, {"name", name}});
-        if (!st) return fail(st.error().str());
-        const json& s = (*st)["service"];
-        if (s["state"] == "exited" || s["state"] == "failed") {
-            auto last = user_request({{"cmd", "logs"}, {"name", name}, {"since", next}});
-            if (last)
-                for (const auto& l : (*last)["lines"])
-                    if (!starts_with(l.get<std::string>(), "[keeld] ")) std::puts(l.get<std::string>().c_str());
-            if (s.value("oom_killed", false)) std::fprintf(stderr, "keel: %s was killed: out of memory\n", name.c_str());
-            if (s["state"] == "failed") {
-                std::fprintf(stderr, "keel: %s: %s\n", name.c_str(), s.value("last_exit", std::string()).c_str());
-                return 125;
-            }
-            return s.value("exit_code", 0);
+        return true;
+    };
+    for (;;) {
+        auto w = user_request({{"cmd", "wait"}, {"name", name}, {"timeout_ms", 250}});
+        if (!w) return fail(w.error().str());
+        if (!print_since(next)) return fail("logs of " + name);
+        if (!(*w)["done"].get<bool>()) continue;
+        const json& s = (*w)["service"];
+        if (s.value("oom_killed", false)) std::fprintf(stderr, "keel: %s was killed: out of memory\n", name.c_str());
+        if (s["state"] == "failed") {
+            std::fprintf(stderr, "keel: %s: %s\n", name.c_str(), s.value("error", std::string()).c_str());
+            return 125;
         }
-        ::usleep(100 * 1000);
+        return s.value("exit_code", 0);
     }
 }
 
@@ -169,7 +168,7 @@ int run_main(const std::vector<std::string>& args) {
     std::string name = (*r)["name"].get<std::string>();
     // Started means exec'd (or failed on the way): wait for that, so what follows (an exec,
     // a ps) finds it running.
-    for (int k = 0; k < 600; ++k) {
+    for (int k = 0; detach && k < 600; ++k) {
         auto st = user_request({{"cmd", "status"}, {"name", name}});
         if (!st || (*st)["service"]["state"] != "starting") break;
         ::usleep(20 * 1000);

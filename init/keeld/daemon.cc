@@ -246,6 +246,7 @@ void Daemon::start_failed(Service& s, const std::string& why) noexcept {
         s.hold = true;
         s.error = "start failed: " + s.last_exit;
         if (s.auto_remove) to_remove_.push_back(s.name);
+        finished(s.name);
     }
     if (s.stop_requested || shutting_down_) {
         s.state = s.enabled ? State::stopped : State::disabled;
@@ -415,6 +416,7 @@ void Daemon::on_exit(Service& s) noexcept {
         s.hold = true;
         s.stop_requested = false;
         if (s.auto_remove) to_remove_.push_back(s.name);
+        finished(s.name);
         return;
     }
     if (s.stop_requested || shutting_down_) {
@@ -559,6 +561,7 @@ int Daemon::run() noexcept {
     for (;;) {
         try {
             int64_t now = now_ms(), timeout = -1;
+            for (const auto& w : waiters_) timeout = timeout < 0 ? w.deadline_ms - now : std::min(timeout, w.deadline_ms - now);
             for (auto& [name, s] : services_) {
                 if (s.state == State::backoff && s.next_start_ms >= 0)
                     timeout = timeout < 0 ? s.next_start_ms - now : std::min(timeout, s.next_start_ms - now);
@@ -614,6 +617,7 @@ int Daemon::run() noexcept {
                     (void)s.container.signal(SIGKILL);
                     s.kill_at_ms = -1;
                 }
+            expire_waiters(now_ms());
             for (auto name : std::exchange(to_remove_, {})) (void)remove_workload(name, true);
             if (shutting_down_) {
                 bool any = std::any_of(services_.begin(), services_.end(), [](auto& p) { return p.second.has_container || p.second.pending; });

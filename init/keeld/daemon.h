@@ -125,6 +125,17 @@ class Daemon {
         int code = 0;
     };
     std::map<int, Exec> execs_;
+    // `wait`: clients told when a workload has finished, or at their deadline, whichever is
+    // first (keel run in the foreground returns the moment its workload exits).
+    struct Waiter {
+        int fd;
+        std::string name;
+        int64_t deadline_ms;
+    };
+    std::vector<Waiter> waiters_;
+    int current_client_ = -1;
+    void finished(const std::string& name) noexcept;
+    void expire_waiters(int64_t now) noexcept;
     int next_exec_ = 1;
     nlohmann::json start_exec(const nlohmann::json& req);
     void on_exec_event(int fd) noexcept;

@@ -18,6 +18,7 @@
 #include "common/log.h"
 #include "common/strings.h"
 #include "keeld/daemon.h"
+#include "keeld/protocol.h"
 #include "runtime/cgroup.h"
 #include "runtime/namespaces.h"
 #include "runtime/oci.h"
@@ -260,6 +261,36 @@ Result<std::string> Daemon::create_workload(const json& req) {
     return name;
 }
 
+void Daemon::finished(const std::string& name) noexcept {
+    try {
+        Service* s = find(name);
+        for (auto it = waiters_.begin(); it != waiters_.end();) {
+            if (it->name != name) {
+                ++it;
+                continue;
+            }
+            protocol::send(it->fd, s ? json{{"ok", true}, {"done", true}, {"service", describe(*s, false)}}
+                                     : error("workload " + name + " was removed"));
+            it = waiters_.erase(it);
+        }
+    } catch (...) {
+    }
+}
+
+void Daemon::expire_waiters(int64_t now) noexcept {
+    try {
+        for (auto it = waiters_.begin(); it != waiters_.end();) {
+            if (now < it->deadline_ms) {
+                ++it;
+                continue;
+            }
+            protocol::send(it->fd, json{{"ok", true}, {"done", false}});
+            it = waiters_.erase(it);
+        }
+    } catch (...) {
+    }
+}
+
 Status Daemon::remove_workload(const std::string& name, bool force) {
     Service* s = find(name);
     if (!s || !s->workload) return plain_error("no workload '" + name + "'");
@@ -286,6 +317,7 @@ Status Daemon::remove_workload(const std::string& name, bool force) {
     ::unlink((cfg_.state_dir + "/log/" + name + ".log").c_str());
     ::unlink((cfg_.state_dir + "/log/" + name + ".log.1").c_str());
     services_.erase(name);
+    finished(name);
     return r;
 }
 
@@ -376,6 +408,17 @@ json Daemon::handle_workload(const std::string& cmd, const json& req) {
     if (cfg_.instance != "user") return error("workloads run in the user runtime (keel run talks to it)");
     std::string name = req.value("name", "");
     if (cmd == "exec") return start_exec(req);
+    if (cmd == "wait") {
+        Service* s = find(name);
+        if (!s || !s->workload) return error("no workload '" + name + "'");
+        if (s->state == State::exited || s->state == State::failed)
+            return {{"ok", true}, {"done", true}, {"service", describe(*s, false)}};
+        int64_t ms = std::clamp<int64_t>(req.value("timeout_ms", int64_t(1000)), 0, 60000);
+        timespec ts{};
+        ::clock_gettime(CLOCK_MONOTONIC, &ts);
+        waiters_.push_back({current_client_, name, int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000 + ms});
+        return json(nullptr);
+    }
     if (cmd == "exec_output") {
         // The output from `offset` on; once done and read to the end, the exec is forgotten.
         auto it = execs_.find(req.value("exec", 0));
