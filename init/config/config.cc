@@ -213,16 +213,25 @@ Result<YAML::Node> value_for(const std::string& key, const std::string& value) {
         return plain_error("unknown key '" + key + "'" + (near.empty() ? "" : " (did you mean '" + near + "'?)"));
     }
     try {
-        YAML::Node n = value.empty() ? YAML::Node(std::string()) : YAML::Load(value);
-        if (n.IsNull()) n = YAML::Node(std::string());
-        // A bare word for a list key is a list of one.
-        if ((spec->type == Type::ipv4_list || spec->type == Type::ssh_keys) && n.IsScalar()) {
-            YAML::Node l(YAML::NodeType::Sequence);
-            if (!n.as<std::string>().empty()) l.push_back(n);
-            n = l;
+        // (yaml-cpp's Node::operator= writes through to the node a handle refers to, so each
+        // candidate value is a fresh Node, never one assigned over another.)
+        YAML::Node parsed = value.empty() ? YAML::Node() : YAML::Load(value);
+        std::string text = parsed.IsScalar() ? parsed.as<std::string>() : "";
+        bool list_key = spec->type == Type::ipv4_list || spec->type == Type::ssh_keys;
+        if (list_key && (parsed.IsScalar() || parsed.IsNull())) {
+            // A bare word for a list key is a list of one; nothing is an empty list.
+            YAML::Node list(YAML::NodeType::Sequence);
+            if (!text.empty()) list.push_back(YAML::Node(value));
+            check_value(*spec, list, key);
+            return list;
         }
-        check_value(*spec, n, key);
-        return n;
+        if (parsed.IsNull()) {
+            YAML::Node empty(std::string{});
+            check_value(*spec, empty, key);
+            return empty;
+        }
+        check_value(*spec, parsed, key);
+        return parsed;
     } catch (const Invalid& e) {
         return plain_error(e.message);
     } catch (const YAML::Exception& e) {

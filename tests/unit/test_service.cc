@@ -1,0 +1,209 @@
+// Service files and the system configuration: parsing, defaults, validation messages (file,
+// line, column, key, suggestion), catalogs with bad files, dependency order and cycles.
+#include <unistd.h>
+
+#include <filesystem>
+#include <string>
+
+#include <catch2/catch.hpp>
+
+#include "common/fd.h"
+#include "config/config.h"
+#include "service/service_spec.h"
+
+using namespace keel;
+using namespace keel::service;
+
+namespace {
+
+std::string error_of(const std::string& yaml, const std::string& file = "svc.yml") {
+    auto r = parse_service(yaml, file);
+    REQUIRE_FALSE(r);
+    return r.error().str();
+}
+
+struct TempDir {
+    std::string path;
+    TempDir() {
+        char t[] = "/tmp/keel-unit-XXXXXX";
+        path = ::mkdtemp(t);
+    }
+    ~TempDir() { std::filesystem::remove_all(path); }
+    void write(const std::string& name, const std::string& text) const {
+        REQUIRE(write_file_atomic(path + "/" + name, text));
+    }
+};
+
+} // namespace
+
+TEST_CASE("service file: every key", "[service]") {
+    auto r = parse_service(R"(image: web
+command: [/bin/httpd, -f]
+environment: [A=1, B=two]
+user: www
+group: www
+working_dir: /srv
+capabilities: [net_bind_service, CAP_CHOWN]
+host: [net, uts]
+mounts:
+  - {type: bind, source: /run/keel/web, destination: /run, read_only: false}
+  - {type: tmpfs, destination: /tmp, options: "size=1m"}
+  - /srv/data:/data:rw
+devices: [/dev/null]
+read_only_root: false
+resources: {memory: 64M, pids: 32, cpu: 0.5, cpu_weight: 200}
+restart: always
+restart_limit: 3
+after: [network]
+requires: [syslog]
+ready: {path: /run/keel/web/ready}
+stop_signal: SIGQUIT
+stop_timeout: 4
+enabled: true
+privileged: false
+user_namespace: {host_id: 200000, size: 1000}
+delegate_cgroup: true
+)", "/etc/keel/services/web.yml");
+    REQUIRE(r);
+    const ServiceSpec& s = *r;
+    CHECK(s.name == "web");
+    CHECK(s.command == std::vector<std::string>{"/bin/httpd", "-f"});
+    CHECK(s.environment == std::vector<std::string>{"A=1", "B=two"});
+    CHECK((s.user == "www" && s.group == "www" && s.working_dir == "/srv"));
+    CHECK(s.capabilities == std::vector<int>{10, 0}); // CAP_NET_BIND_SERVICE, CAP_CHOWN
+    CHECK((s.host.net && s.host.uts && !s.host.pid && !s.host.ipc));
+    REQUIRE(s.mounts.size() == 3);
+    CHECK((s.mounts[0].type == "bind" && !s.mounts[0].read_only && s.mounts[0].destination == "/run"));
+    CHECK((s.mounts[1].type == "tmpfs" && s.mounts[1].read_only && s.mounts[1].options == "size=1m"));
+    CHECK((s.mounts[2].source == "/srv/data" && !s.mounts[2].read_only));
+    CHECK(s.devices == std::vector<std::string>{"/dev/null"});
+    CHECK_FALSE(s.read_only_root);
+    CHECK(*s.resources.memory_max == 64 << 20);
+    CHECK(*s.resources.pids_max == 32);
+    CHECK(*s.resources.cpu_quota == 50000);
+    CHECK(*s.resources.cpu_weight == 200);
+    CHECK((s.restart == RestartPolicy::always && s.restart_limit == 3));
+    CHECK((s.after == std::vector<std::string>{"network"} && s.required == std::vector<std::string>{"syslog"}));
+    CHECK((s.ready == ReadyKind::path && s.ready_path == "/run/keel/web/ready"));
+    CHECK((s.stop_signal == SIGQUIT && s.stop_timeout_s == 4 && s.enabled && !s.privileged));
+    CHECK((s.user_namespace.enabled && s.user_namespace.host_id == 200000 && s.user_namespace.size == 1000));
+    CHECK(s.delegate_cgroup);
+}
+
+TEST_CASE("service file: least privilege by default", "[service]") {
+    auto r = parse_service("image: x\ncommand: /bin/sleep 10\n", "x.yml");
+    REQUIRE(r);
+    CHECK(r->command == std::vector<std::string>{"/bin/sleep", "10"});
+    CHECK(r->capabilities.empty());
+    CHECK((!r->host.net && !r->host.pid && !r->host.ipc && !r->host.uts));
+    CHECK(r->read_only_root);
+    CHECK_FALSE(r->enabled);
+    CHECK_FALSE(r->privileged);
+    CHECK_FALSE(r->user_namespace.enabled);
+    CHECK(r->restart == RestartPolicy::on_failure);
+    CHECK(r->ready == ReadyKind::started);
+    auto ro = parse_service("image: x\ncommand: [a]\nmounts: [/a:/b]\n", "x.yml");
+    REQUIRE(ro);
+    REQUIRE(ro->mounts.size() == 1);
+    CHECK(ro->mounts[0].read_only);
+}
+
+TEST_CASE("service file: errors name file, line, column and key", "[service]") {
+    CHECK(error_of("image: x\ncommand: [a]\ncapabilites: []\n") ==
+          "svc.yml:3:1: capabilites: unknown key (did you mean 'capabilities'?)");
+    CHECK(error_of("image: x\ncommand: [a]\ncapabilities: [CAP_NET_ADMN]\n") ==
+          "svc.yml:3:16: capabilities[0]: unknown capability CAP_NET_ADMN (did you mean CAP_NET_ADMIN?)");
+    CHECK(error_of("image: x\ncommand: [a]\nenabled: maybe\n") == "svc.yml:3:10: enabled: expected true or false");
+    CHECK(error_of("image: x\ncommand: [a]\nhost: [net, mnt]\n") ==
+          "svc.yml:3:7: host: unknown namespace 'mnt' (net, pid, ipc or uts)");
+    CHECK(error_of("image: x\ncommand: [a]\nrestart: sometimes\n") ==
+          "svc.yml:3:10: restart: must be no, on-failure or always");
+    CHECK(error_of("image: x\ncommand: [a]\nresources: {memory: 12Q}\n").find("resources.memory") != std::string::npos);
+    CHECK(error_of("image: x\ncommand: [a]\nmounts: [{type: bind, destination: /x}]\n").find("mounts[0].source: missing") !=
+          std::string::npos);
+    CHECK(error_of("command: [a]\n").find("image: missing") != std::string::npos);
+    CHECK(error_of("image: x\ncommand: [a]\nstop_signal: SIGFOO\n") == "svc.yml:3:14: stop_signal: unknown signal 'SIGFOO'");
+    CHECK(error_of("image: x\ncommand: [a]\nuser_namespace: {host_id: 5}\n").find("needs both host_id and size") !=
+          std::string::npos);
+    // Broken YAML is a parse error with its position, not an exception.
+    CHECK(error_of("image: [x\n").find("svc.yml:") == 0);
+}
+
+TEST_CASE("catalog: a bad file disables only that service; dependencies and cycles", "[service]") {
+    TempDir d;
+    d.write("a.yml", "image: x\ncommand: [a]\nrequires: [b]\n");
+    d.write("b.yml", "image: x\ncommand: [b]\nafter: [c]\n");
+    d.write("c.yml", "image: x\ncommand: [c]\n");
+    d.write("bad.yml", "image: x\ncommand: [a]\nfoo: 1\n");
+    d.write("needs-bad.yml", "image: x\ncommand: [a]\nrequires: [bad]\n");
+    d.write("needs-ghost.yml", "image: x\ncommand: [a]\nrequires: [ghost]\n");
+    d.write("loop1.yml", "image: x\ncommand: [a]\nafter: [loop2]\n");
+    d.write("loop2.yml", "image: x\ncommand: [a]\nrequires: [loop1]\n");
+    d.write("notes.txt", "not a service\n");
+    auto c = load_catalog(d.path);
+    std::vector<std::string> ok;
+    for (const auto& s : c.services) ok.push_back(s.name);
+    CHECK(ok == std::vector<std::string>{"a", "b", "c"});
+    CHECK(c.errors.at("bad").find("bad.yml:3:1: foo: unknown key") != std::string::npos);
+    CHECK(c.errors.at("needs-bad").find("requires bad, which is invalid") != std::string::npos);
+    CHECK(c.errors.at("needs-ghost").find("requires unknown service ghost") != std::string::npos);
+    CHECK(c.errors.at("loop1").find("loop1 -> loop2 -> loop1") != std::string::npos);
+    CHECK(c.errors.count("loop2"));
+    // Dependencies first, ties by name.
+    CHECK(start_order(c) == std::vector<std::string>{"c", "b", "a"});
+}
+
+TEST_CASE("catalog: the state partition adds services, never replaces the image's", "[service]") {
+    TempDir sys, user;
+    sys.write("net.yml", "image: x\ncommand: [a]\n");
+    user.write("net.yml", "image: y\ncommand: [evil]\n");
+    user.write("mine.yml", "image: y\ncommand: [a]\nafter: [net]\n");
+    auto c = load_catalog(std::vector<std::string>{sys.path, user.path});
+    REQUIRE(c.services.size() == 2);
+    for (const auto& s : c.services)
+        if (s.name == "net") CHECK(s.command == std::vector<std::string>{"a"});
+    bool refused = false;
+    for (const auto& [name, why] : c.errors) refused |= why.find("already exists; rename this file") != std::string::npos;
+    CHECK(refused);
+}
+
+TEST_CASE("configuration: keys, validation, overlay and last good", "[config]") {
+    auto d = config::defaults();
+    CHECK(config::to_text(*config::get(d, "hostname")) == "keel");
+    CHECK(config::to_text(*config::get(d, "user_runtime.host_id")) == "100000");
+    CHECK_FALSE(config::get(d, "nosuch"));
+
+    auto bad = config::parse("hostname: h\nnetwork:\n  adress: 1.2.3.4/8\n", "c.yml");
+    REQUIRE_FALSE(bad);
+    CHECK(bad.error().str() == "c.yml:3:3: network.adress: unknown key (did you mean 'address'?)");
+    CHECK(config::parse("network: {address: 10.0.0.300/24}\n", "c.yml").error().str().find(
+              "network.address: '10.0.0.300/24' is not an IPv4 address") != std::string::npos);
+    CHECK(config::parse("hostname: -bad-\n", "c.yml").error().str().find("is not a host name") != std::string::npos);
+    CHECK(config::parse("services: {web: {enabled: perhaps}}\n", "c.yml").error().str() ==
+          "c.yml:1:27: services.web.enabled: expected true or false");
+    CHECK(config::parse("ssh: {authorized_keys: [ssh-dss AAAA]}\n", "c.yml").error().str().find("is not a public key") !=
+          std::string::npos);
+    CHECK(config::parse("", "c.yml"));
+
+    CHECK(config::value_for("hostnme", "x").error().str() == "unknown key 'hostnme' (did you mean 'hostname'?)");
+    CHECK(config::to_text(*config::value_for("network.dns", "10.0.0.1")) == "10.0.0.1"); // a word is a list of one
+    CHECK(config::value_for("network.dns", "[10.0.0.1, 10.0.0.2]")->size() == 2);
+
+    TempDir t;
+    std::string overlay = t.path + "/config.yml", good = t.path + "/config.last-good.yml";
+    auto none = config::load(overlay, good, {});
+    CHECK(none.source == "defaults");
+    t.write("config.yml", "hostname: edge\n");
+    t.write("config.last-good.yml", "hostname: older\n");
+    auto ok = config::load(overlay, good, {{"network.address", "10.1.1.1/24"}, {"bogus", "1"}});
+    CHECK(ok.source == "overlay");
+    CHECK(config::to_text(*config::get(ok.effective, "hostname")) == "edge");
+    CHECK(config::to_text(*config::get(ok.effective, "network.address")) == "10.1.1.1/24"); // command line wins
+    REQUIRE(ok.warnings.size() == 1);
+    CHECK(ok.warnings[0].find("keel.config.bogus=1") == 0);
+    t.write("config.yml", "hostname: [broken\n");
+    auto fallback = config::load(overlay, good, {});
+    CHECK(fallback.source == "last good");
+    CHECK(fallback.error.find(overlay + ":") == 0);
+    CHECK(config::to_text(*config::get(fallback.effective, "hostname")) == "older");
+}
