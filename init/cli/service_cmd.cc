@@ -126,7 +126,8 @@ int service_main(const std::vector<std::string>& args) {
         if (s["pid"].get<int>()) std::printf("  pid:           %d, up %s\n", s["pid"].get<int>(), uptime(s["uptime_s"].get<int64_t>()).c_str());
         std::printf("  restarts:      %d\n", s["restarts"].get<int>());
         if (!s["last_exit"].get<std::string>().empty()) std::printf("  last exit:     %s\n", s["last_exit"].get<std::string>().c_str());
-        if (!s["error"].get<std::string>().empty()) std::printf("  reason:        %s\n", s["error"].get<std::string>().c_str());
+        if (!s["error"].get<std::string>().empty() && s["error"] != s["last_exit"])
+            std::printf("  reason:        %s\n", s["error"].get<std::string>().c_str());
         auto list = [](const json& j) {
             std::string out;
             for (const auto& x : j) out += (out.empty() ? "" : " ") + x.get<std::string>();
