@@ -20,6 +20,7 @@
 #include "common/log.h"
 #include "config/config.h"
 #include "keeld/protocol.h"
+#include "keeld/restart.h"
 #include "pid1/cmdline.h"
 
 namespace keel::keeld {
@@ -35,7 +36,6 @@ int64_t now_ms() {
     return int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
 }
 
-constexpr int64_t kBackoffMin = 100, kBackoffMax = 30000, kStableMs = 10000;
 // A service that is not ready this long after its start counts as a failed start: a boot
 // must not wait forever on a path that never appears.
 constexpr int64_t kReadyTimeoutMs = 30000;
@@ -235,7 +235,7 @@ void Daemon::start_failed(Service& s, const std::string& why) noexcept {
     log::error("service {}: start failed: {}", s.name, s.last_exit);
     s.failures++;
     s.state = State::backoff;
-    s.next_start_ms = now_ms() + std::min(kBackoffMax, kBackoffMin << std::min(s.failures, 20));
+    s.next_start_ms = now_ms() + backoff_ms(s.failures);
     if (s.failures > s.spec->restart_limit) {
         s.state = State::failed;
         s.error = "start failed " + std::to_string(s.failures) + " times: " + s.last_exit;
@@ -428,27 +428,27 @@ void Daemon::on_exit(Service& s) noexcept {
     }
     log::warn("service {} {}", s.name, s.last_exit);
     bool failed = st->signal || st->code != 0;
-    auto policy = s.spec->restart;
-    if (policy == service::RestartPolicy::no || (policy == service::RestartPolicy::on_failure && !failed)) {
+    auto d = after_exit(s.spec->restart, failed, ran, s.spec->restart_limit, s.failures);
+    switch (d.kind) {
+    case RestartDecision::Kind::hold_stopped:
+    case RestartDecision::Kind::hold_failed:
         // Done by its own policy: it stays down until someone starts it.
         s.hold = true;
         s.state = failed ? State::failed : State::stopped;
         s.error = failed ? s.last_exit : "finished: " + s.last_exit;
         return;
-    }
-    if (ran >= kStableMs) s.failures = 0;
-    s.failures++;
-    if (s.failures > s.spec->restart_limit) {
+    case RestartDecision::Kind::give_up:
         s.state = State::failed;
         s.error = fmt::format("{} ({} failures in a row)", s.last_exit, s.failures);
         log::error("service {} failed: {}", s.name, s.error);
         return;
+    case RestartDecision::Kind::restart:
+        s.restarts++;
+        s.state = State::backoff;
+        s.next_start_ms = now_ms() + d.delay_ms;
+        s.log->note(fmt::format("restarting in {} ms", d.delay_ms));
+        return;
     }
-    int64_t delay = std::min(kBackoffMax, kBackoffMin << std::min(s.failures - 1, 20));
-    s.restarts++;
-    s.state = State::backoff;
-    s.next_start_ms = now_ms() + delay;
-    s.log->note(fmt::format("restarting in {} ms", delay));
 }
 
 void Daemon::maybe_ready() noexcept {

@@ -34,7 +34,7 @@ def normalise(text, tmp):
     text = re.sub(r"(up )\S+", r"\1<UPTIME>", text)
     text = re.sub(r"([a-z]+):\[\d+\]", r"\1:[<NS>]", text)  # namespace inodes
     # list rows: ENABLED NAME STATE PID UPTIME RESTARTS
-    text = re.sub(r"^(\S+\s+\S+\s+running\s+)\d+(\s+)\S+", lambda m: f"{m.group(1)}<PID>{m.group(2)}<UPTIME>", text, flags=re.M)
+    text = re.sub(r"^(\S+\s+\S+\s+running\s+)\d+(\s+)\S+", lambda m: f"{m.group(1)}<PID> <UPTIME>", text, flags=re.M)
     return text
 
 

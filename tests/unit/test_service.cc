@@ -207,3 +207,48 @@ TEST_CASE("configuration: keys, validation, overlay and last good", "[config]") 
     CHECK(fallback.error.find(overlay + ":") == 0);
     CHECK(config::to_text(*config::get(fallback.effective, "hostname")) == "older");
 }
+
+// The restart state machine with fake time: no process, no clock.
+#include "keeld/restart.h"
+
+TEST_CASE("restart: backoff doubles to a cap, a stable run forgives, the limit gives up", "[restart]") {
+    using keel::keeld::after_exit;
+    using Kind = keel::keeld::RestartDecision::Kind;
+    int failures = 0;
+    std::vector<int64_t> delays;
+    for (int i = 0; i < 12; ++i) {
+        auto d = after_exit(RestartPolicy::always, true, 50, 100, failures);
+        REQUIRE(d.kind == Kind::restart);
+        delays.push_back(d.delay_ms);
+    }
+    CHECK(delays == std::vector<int64_t>{100, 200, 400, 800, 1600, 3200, 6400, 12800, 25600, 30000, 30000, 30000});
+    // A run of 10 s or more means it was working: the next failure starts over at 100 ms.
+    CHECK(after_exit(RestartPolicy::always, true, 10000, 100, failures).delay_ms == 100);
+    CHECK(failures == 1);
+
+    // A crash loop ends at the limit: restart_limit restarts, then give up, never over the cap.
+    failures = 0;
+    int restarts = 0;
+    for (;;) {
+        auto d = after_exit(RestartPolicy::on_failure, true, 5, 5, failures);
+        if (d.kind == Kind::give_up) break;
+        REQUIRE(d.kind == Kind::restart);
+        CHECK(d.delay_ms <= keel::keeld::kBackoffMaxMs);
+        ++restarts;
+    }
+    CHECK(restarts == 5);
+    CHECK(failures == 6);
+
+    // Policies: on-failure lets a clean exit stay down; no never restarts.
+    failures = 0;
+    CHECK(after_exit(RestartPolicy::on_failure, false, 5, 5, failures).kind == Kind::hold_stopped);
+    CHECK(after_exit(RestartPolicy::no, true, 5, 5, failures).kind == Kind::hold_failed);
+    CHECK(after_exit(RestartPolicy::no, false, 5, 5, failures).kind == Kind::hold_stopped);
+    CHECK(failures == 0);
+    CHECK(after_exit(RestartPolicy::always, false, 5, 5, failures).kind == Kind::restart); // always means always
+
+    // Failed starts use the same ladder.
+    CHECK(keel::keeld::backoff_ms(1) == 100);
+    CHECK(keel::keeld::backoff_ms(4) == 800);
+    CHECK(keel::keeld::backoff_ms(1000) == 30000);
+}
