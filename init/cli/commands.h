@@ -15,7 +15,10 @@ int config_main(const std::vector<std::string>& args); // config_cmd.cc
 int run_main(const std::vector<std::string>& args);                       // workload_cmd.cc
 int workload_main(const std::string& cmd, const std::vector<std::string>& args); // ps stop kill rm logs
 int exec_main(const std::vector<std::string>& args);
-Result<nlohmann::json> user_request(const nlohmann::json& req);
+// `pass_fd` travels with the request (keel image import hands over the open archive).
+Result<nlohmann::json> user_request(const nlohmann::json& req, int pass_fd = -1);
+int image_main(const std::vector<std::string>& args); // image_cmd.cc
+std::string age(int64_t created_unix);               // "5m ago"
 int os_main(const std::vector<std::string>& args);      // service_cmd.cc (talks to keeld too)
 Result<nlohmann::json> system_request(const nlohmann::json& req);
 

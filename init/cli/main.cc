@@ -19,6 +19,7 @@ static const char* kUsage = R"(usage: keel COMMAND [ARGS]
   run ...       a workload in the user runtime: keel run --help
   ps [-a]       workloads; also: stop, kill [-s SIG], rm [-f], logs [-f] NAME,
                 exec NAME COMMAND...
+  image ...     workload images: import FILE, list [--json], rm NAME...
   os ...        version, poweroff, reboot
   runtime ...   the OCI runtime (runc-compatible subset); see keel runtime --help
   info          each runtime daemon's pid, memory and container count (JSON lines)
@@ -38,11 +39,12 @@ static int dispatch(int argc, char** argv) {
     if (cmd == "config") return config_main(rest);
     if (cmd == "run") return run_main(rest);
     if (cmd == "exec") return exec_main(rest);
+    if (cmd == "image" || cmd == "images") return image_main(cmd == "images" ? std::vector<std::string>{"list"} : rest);
     if (cmd == "info") {
         // Each runtime daemon's own footprint, as JSON lines (scripts/bench-*).
         int rc = 0;
-        for (auto* req : {&system_request, &user_request}) {
-            auto r = (*req)({{"cmd", "info"}});
+        for (bool user : {false, true}) {
+            auto r = user ? user_request({{"cmd", "info"}}) : system_request({{"cmd", "info"}});
             if (r) std::puts(r->dump().c_str());
             else rc = 1;
         }
@@ -54,7 +56,7 @@ static int dispatch(int argc, char** argv) {
         std::printf("keel %s\n", KEEL_VERSION);
         return 0;
     }
-    std::string near = closest(cmd, {"runtime", "service", "config", "run", "exec", "ps", "stop", "kill", "rm", "logs", "os", "version"});
+    std::string near = closest(cmd, {"runtime", "service", "config", "run", "exec", "image", "ps", "stop", "kill", "rm", "logs", "os", "version"});
     std::fprintf(stderr, "keel: unknown command '%s'%s\n%s", cmd.c_str(),
                  near.empty() ? "" : fmt::format(" (did you mean '{}'?)", near).c_str(), kUsage);
     return 2;

@@ -22,11 +22,11 @@ static int fail(const std::string& msg, int code = 1) {
     return code;
 }
 
-Result<json> user_request(const json& req) {
+Result<json> user_request(const json& req, int pass_fd) {
     const char* env = std::getenv("KEEL_USER_SOCKET");
     auto fd = keeld::protocol::connect(env && *env ? env : keeld::protocol::socket_path("user"));
     if (!fd) return wrap("the user runtime (is the user-runtime service running? keel service status user-runtime)", fd.error());
-    auto reply = keeld::protocol::request(*fd, req);
+    auto reply = keeld::protocol::request(*fd, req, pass_fd);
     ::close(*fd);
     return reply;
 }
@@ -211,11 +211,12 @@ int exec_main(const std::vector<std::string>& args) {
     }
 }
 
-static std::string age(int64_t created) {
+std::string age(int64_t created) {
     int64_t s = int64_t(::time(nullptr)) - created;
     if (s < 60) return fmt::format("{}s ago", std::max<int64_t>(s, 0));
     if (s < 3600) return fmt::format("{}m ago", s / 60);
-    return fmt::format("{}h ago", s / 3600);
+    if (s < 48 * 3600) return fmt::format("{}h ago", s / 3600);
+    return fmt::format("{}d ago", s / 86400);
 }
 
 int workload_main(const std::string& cmd, const std::vector<std::string>& args) {

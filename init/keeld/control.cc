@@ -95,7 +95,24 @@ void Daemon::on_client(int fd) noexcept {
     try {
         char tmp[4096];
         for (;;) {
-            ssize_t n = ::read(fd, tmp, sizeof tmp);
+            iovec iov{tmp, sizeof tmp};
+            alignas(cmsghdr) char control[CMSG_SPACE(4 * sizeof(int))];
+            msghdr mh{};
+            mh.msg_iov = &iov;
+            mh.msg_iovlen = 1;
+            mh.msg_control = control;
+            mh.msg_controllen = sizeof control;
+            ssize_t n = ::recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+            for (cmsghdr* cm = n > 0 ? CMSG_FIRSTHDR(&mh) : nullptr; cm; cm = CMSG_NXTHDR(&mh, cm)) {
+                if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
+                size_t count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                for (size_t i = 0; i < count; i++) {
+                    int passed;
+                    std::memcpy(&passed, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+                    Fd owned(passed);
+                    if (c.fds.size() < 4) c.fds.push_back(std::move(owned)); // more is a confused client
+                }
+            }
             if (n == 0) {
                 close_it = true;
                 break;
@@ -306,6 +323,7 @@ json Daemon::handle(const json& req, bool& close_after) {
         return {{"ok", true},  {"instance", cfg_.instance}, {"pid", ::getpid()}, {"rss_kb", field("VmRSS")},
                 {"hwm_kb", field("VmHWM")}, {"containers", services_.size()}, {"running", running}};
     }
+    if (cmd.rfind("image_", 0) == 0) return handle_image(cmd, req);
     if (cmd == "run" || cmd == "kill" || cmd == "rm" || cmd == "exec" || cmd == "exec_output" || cmd == "wait")
         return handle_workload(cmd, req);
     if (cmd == "poweroff" || cmd == "reboot") {

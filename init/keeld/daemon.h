@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/fd.h"
+#include "image/store.h"
 #include "keeld/log_buffer.h"
 #include "runtime/container.h"
 #include "service/service_spec.h"
@@ -65,6 +66,7 @@ struct Service {
     bool workload = false;
     bool auto_remove = false;   // --rm: removed once it has exited
     std::string image;          // as given to `keel run`
+    std::string image_id;       // what it resolved to in the store
     std::string rootfs_dir;     // its overlay mount
     int64_t created_unix = 0;
     std::optional<int> exit_code;
@@ -106,12 +108,9 @@ class Daemon {
     void setup_user_instance();
     nlohmann::json handle_workload(const std::string& cmd, const nlohmann::json& req);
     Result<std::string> create_workload(const nlohmann::json& req);
-    struct ResolvedImage {
-        std::vector<std::string> entrypoint, cmd, env;
-        std::string user, working_dir;
-        std::vector<std::string> lower_dirs; // top first
-    };
-    Result<ResolvedImage> resolve_image(const std::string& name);
+    nlohmann::json handle_image(const std::string& cmd, const nlohmann::json& req);
+    void seed_images();
+    std::unique_ptr<image::Store> images_; // the user instance's OCI image store
     Status remove_workload(const std::string& name, bool force);
     std::vector<std::string> to_remove_; // --rm workloads that have exited
     // `keel exec`: a process in a running workload's namespaces and cgroup. Its output is
@@ -152,6 +151,7 @@ class Daemon {
         Fd fd;
         std::string buf;
         bool handshaken = false;
+        std::vector<Fd> fds; // passed with messages (SCM_RIGHTS), oldest first; at most a few
     };
     std::map<int, Client> clients_;
     gid_t admin_gid_ = gid_t(-1); // the `keel` group: may use the control socket

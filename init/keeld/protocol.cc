@@ -33,11 +33,30 @@ int LineReader::next(std::string& line) {
     }
 }
 
-bool send(int fd, const nlohmann::json& msg) {
+bool send(int fd, const nlohmann::json& msg, int pass_fd) {
     // Service output is bytes, not always UTF-8: invalid sequences become U+FFFD rather than an
     // exception that would cost the connection.
     std::string s = msg.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
     size_t done = 0;
+    if (pass_fd >= 0) {
+        iovec iov{s.data(), 1};
+        alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+        msghdr mh{};
+        mh.msg_iov = &iov;
+        mh.msg_iovlen = 1;
+        mh.msg_control = control;
+        mh.msg_controllen = sizeof control;
+        cmsghdr* cm = CMSG_FIRSTHDR(&mh);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int));
+        std::memcpy(CMSG_DATA(cm), &pass_fd, sizeof(int));
+        ssize_t n;
+        do n = ::sendmsg(fd, &mh, MSG_NOSIGNAL);
+        while (n < 0 && errno == EINTR);
+        if (n != 1) return false;
+        done = 1;
+    }
     while (done < s.size()) {
         ssize_t n = ::send(fd, s.data() + done, s.size() - done, MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR) continue;
@@ -69,8 +88,8 @@ Result<int> connect(const std::string& path) {
     return fd;
 }
 
-Result<nlohmann::json> request(int fd, const nlohmann::json& req) {
-    if (!send(fd, req)) return sys_error("send to keeld");
+Result<nlohmann::json> request(int fd, const nlohmann::json& req, int pass_fd) {
+    if (!send(fd, req, pass_fd)) return sys_error("send to keeld");
     LineReader r(fd);
     std::string line;
     int rc = r.next(line);

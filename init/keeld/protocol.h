@@ -32,13 +32,15 @@ class LineReader {
     std::string buf_;
 };
 
-// Writes one message (adds the newline); false on error.
-bool send(int fd, const nlohmann::json& msg);
+// Writes one message (adds the newline); false on error. With `pass_fd` >= 0 that descriptor
+// travels with the message's first byte (SCM_RIGHTS): `keel image import` hands keeld the open
+// archive, which may live in a mount namespace keeld cannot see.
+bool send(int fd, const nlohmann::json& msg, int pass_fd = -1);
 
 // Client side: connects, handshakes, returns the fd. Errors: "keeld is not running (no socket
 // at /run/keel/system.sock)", "permission denied", "keeld speaks protocol N..".
 Result<int> connect(const std::string& path);
 // One request, one reply.
-Result<nlohmann::json> request(int fd, const nlohmann::json& req);
+Result<nlohmann::json> request(int fd, const nlohmann::json& req, int pass_fd = -1);
 
 } // namespace keel::keeld::protocol

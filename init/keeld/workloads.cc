@@ -17,6 +17,7 @@
 #include "common/fd.h"
 #include "common/log.h"
 #include "common/strings.h"
+#include "image/fs.h"
 #include "keeld/daemon.h"
 #include "keeld/protocol.h"
 #include "runtime/cgroup.h"
@@ -53,100 +54,40 @@ std::string random_name() {
 
 int64_t unix_now() { return int64_t(::time(nullptr)); }
 
-Status rmtree(const std::string& path) {
-    // Small and local: workload directories hold an overlay upper layer and its workdir.
-    struct stat st{};
-    if (::lstat(path.c_str(), &st) < 0) return errno == ENOENT ? Status{} : sys_error("stat " + path);
-    if (S_ISDIR(st.st_mode)) {
-        if (DIR* d = ::opendir(path.c_str())) {
-            std::vector<std::string> names;
-            while (dirent* e = ::readdir(d))
-                if (std::strcmp(e->d_name, ".") && std::strcmp(e->d_name, "..")) names.push_back(e->d_name);
-            ::closedir(d);
-            for (const auto& n : names) KEEL_TRY(rmtree(path + "/" + n));
-        }
-        if (::rmdir(path.c_str()) < 0) return sys_error("rmdir " + path);
-        return {};
-    }
-    if (::unlink(path.c_str()) < 0) return sys_error("unlink " + path);
-    return {};
-}
-
-// Copies a directory tree (files, directories, symlinks; modes kept), as this process's
-// user: the copy belongs to the user runtime's root.
-Status copy_tree(const std::string& from, const std::string& to) {
-    struct stat st{};
-    if (::lstat(from.c_str(), &st) < 0) return sys_error("stat " + from);
-    if (S_ISLNK(st.st_mode)) {
-        char target[4096];
-        ssize_t n = ::readlink(from.c_str(), target, sizeof target - 1);
-        if (n < 0) return sys_error("readlink " + from);
-        target[n] = 0;
-        if (::symlink(target, to.c_str()) < 0) return sys_error("symlink " + to);
-        return {};
-    }
-    if (S_ISDIR(st.st_mode)) {
-        if (::mkdir(to.c_str(), st.st_mode & 07777) < 0) return sys_error("mkdir " + to);
-        ::chmod(to.c_str(), st.st_mode & 07777);
-        DIR* d = ::opendir(from.c_str());
-        if (!d) return sys_error("opendir " + from);
-        std::vector<std::string> names;
-        while (dirent* e = ::readdir(d))
-            if (std::strcmp(e->d_name, ".") && std::strcmp(e->d_name, "..")) names.push_back(e->d_name);
-        ::closedir(d);
-        for (const auto& n : names) KEEL_TRY(copy_tree(from + "/" + n, to + "/" + n));
-        return {};
-    }
-    if (!S_ISREG(st.st_mode)) return {}; // no device nodes in an image
-    std::string data;
-    if (!read_file(from.c_str(), data)) return sys_error("read " + from);
-    Fd out(::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, st.st_mode & 07777));
-    if (!out || ::write(out.get(), data.data(), data.size()) != ssize_t(data.size())) return sys_error("write " + to);
-    ::fchmod(out.get(), st.st_mode & 07777);
-    return {};
-}
-
 } // namespace
 
-// Images: a directory image under images/NAME/rootfs in the runtime's storage, or one that
-// ships with the user-runtime service's image (/usr/share/keel/workload-images/NAME: busybox).
-Result<Daemon::ResolvedImage> Daemon::resolve_image(const std::string& name) {
-    ResolvedImage r;
-    std::string base = name.substr(0, name.find(':'));
-    if (base.empty() || base.find('/') != std::string::npos || base[0] == '.') return plain_error("invalid image name '" + name + "'");
-    std::string dir = cfg_.state_dir + "/images/" + base + "/rootfs";
-    std::string builtin = "/usr/share/keel/workload-images/" + base;
-    struct stat st{};
-    if (::stat(dir.c_str(), &st) < 0 && ::stat(builtin.c_str(), &st) == 0) {
-        // The image that ships with the user runtime is copied into its storage on first use:
-        // its files must belong to the user namespace's root (overlayfs copies the owner up,
-        // and the host's root is no one in here).
-        std::string tmp = cfg_.state_dir + "/images/." + base + ".tmp";
-        (void)rmtree(tmp);
-        ::mkdir(tmp.c_str(), 0755);
-        if (auto c = copy_tree(builtin, tmp + "/rootfs"); !c) {
-            (void)rmtree(tmp);
-            return wrap("image " + base, c.error());
-        }
-        if (::rename(tmp.c_str(), (cfg_.state_dir + "/images/" + base).c_str()) < 0) {
-            Error e = sys_error("image " + base + ": rename");
-            (void)rmtree(tmp);
-            return e;
-        }
-        log::info("image {}: installed from {}", base, builtin);
+// Images come from the OCI store under the runtime's storage (images/). The archives that
+// ship with the user-runtime service's image (/usr/share/keel/workload-images/*.tar: busybox)
+// are imported once, on the first start with an empty store; an image the user removes later
+// stays removed.
+void Daemon::seed_images() {
+    const std::string marker = images_->root() + "/.seeded";
+    if (::access(marker.c_str(), F_OK) == 0) return;
+    const std::string dir = "/usr/share/keel/workload-images";
+    std::vector<std::string> archives;
+    if (DIR* d = ::opendir(dir.c_str())) {
+        while (dirent* e = ::readdir(d))
+            if (std::string_view(e->d_name).ends_with(".tar")) archives.push_back(dir + "/" + e->d_name);
+        ::closedir(d);
     }
-    if (::stat(dir.c_str(), &st) < 0 || !S_ISDIR(st.st_mode)) return plain_error("no image '" + name + "'");
-    r.lower_dirs = {dir};
-    r.cmd = {"sh"};
-    r.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"};
-    return r;
+    std::sort(archives.begin(), archives.end());
+    bool all = true;
+    for (const auto& a : archives)
+        if (auto r = images_->import(a); !r) {
+            log::warn("image store: the shipped image {} was not imported: {}", a, r.error().str());
+            all = false;
+        }
+    // Retried at the next start until every shipped image is in.
+    if (all) (void)write_file_atomic(marker, "", 0600);
 }
 
 // The user runtime is PID 1 of its container, and its cgroup namespace's root is the
 // delegated subtree. cgroup v2 lets a cgroup hand controllers to children only while it has
 // no processes of its own, so keeld moves itself into a leaf first.
 void Daemon::setup_user_instance() {
-    for (const char* d : {"", "/containers", "/images", "/log"}) ::mkdir((cfg_.state_dir + d).c_str(), 0700);
+    for (const char* d : {"", "/containers", "/log"}) ::mkdir((cfg_.state_dir + d).c_str(), 0700);
+    images_ = std::make_unique<image::Store>(cfg_.state_dir + "/images");
+    seed_images();
     const std::string cg = "/sys/fs/cgroup";
     if (::access((cg + "/cgroup.subtree_control").c_str(), W_OK) == 0) {
         ::mkdir((cg + "/keeld").c_str(), 0755);
@@ -174,8 +115,10 @@ Result<std::string> Daemon::create_workload(const json& req) {
     std::string image = req.value("image", "");
     if (image.empty()) return plain_error("no image");
 
-    auto img = resolve_image(image);
-    if (!img) return img.error();
+    if (!images_) return plain_error("no image store");
+    auto found = images_->find(image);
+    if (!found) return found.error();
+    const image::ImageConfig& cfg = found->config;
 
     service::ServiceSpec sp;
     sp.name = name;
@@ -183,18 +126,19 @@ Result<std::string> Daemon::create_workload(const json& req) {
     std::string dir = cfg_.state_dir + "/containers/" + name;
     sp.image = dir + "/rootfs";
     auto cmd = req.value("command", std::vector<std::string>{});
-    sp.command = img->entrypoint;
-    if (!cmd.empty()) sp.command = img->entrypoint.empty() ? cmd : (sp.command.insert(sp.command.end(), cmd.begin(), cmd.end()), sp.command);
-    else sp.command.insert(sp.command.end(), img->cmd.begin(), img->cmd.end());
+    // Docker's rule: the entrypoint, then the given command or else the image's Cmd.
+    sp.command = cfg.entrypoint;
+    const auto& args = cmd.empty() ? cfg.cmd : cmd;
+    sp.command.insert(sp.command.end(), args.begin(), args.end());
     if (sp.command.empty()) return plain_error("no command: the image has none, give one after the image name");
-    sp.environment = img->env;
+    sp.environment = cfg.env;
     for (const auto& e : req.value("env", std::vector<std::string>{})) {
         if (e.find('=') == std::string::npos) return plain_error("-e " + e + ": expected KEY=VALUE");
         sp.environment.push_back(e);
     }
-    sp.user = req.value("user", img->user.empty() ? std::string("0") : img->user);
+    sp.user = req.value("user", cfg.user.empty() ? std::string("0") : cfg.user);
     if (sp.user == "root") sp.user = "0";
-    sp.working_dir = img->working_dir.empty() ? "/" : img->working_dir;
+    sp.working_dir = cfg.working_dir.empty() ? "/" : cfg.working_dir;
     std::vector<std::string> caps = kDefaultCaps;
     for (auto c : req.value("cap_add", std::vector<std::string>{})) {
         std::transform(c.begin(), c.end(), c.begin(), ::toupper);
@@ -231,14 +175,14 @@ Result<std::string> Daemon::create_workload(const json& req) {
     for (const char* d : {"", "/upper", "/work", "/rootfs"})
         if (::mkdir((dir + d).c_str(), 0755) < 0 && errno != EEXIST) return sys_error("mkdir " + dir + d);
     std::string lower;
-    for (const auto& l : img->lower_dirs) lower += (lower.empty() ? "" : ":") + l;
+    for (const auto& l : images_->lower_dirs(*found)) lower += (lower.empty() ? "" : ":") + l;
     // userxattr: in a user namespace overlayfs keeps its whiteouts and opaque marks in
     // user.overlay.* xattrs (what the image store writes).
     std::string opts = fmt::format("lowerdir={},upperdir={}/upper,workdir={}/work{}", lower, dir, dir,
                                    runtime::in_child_user_namespace() ? ",userxattr" : "");
     if (::mount("overlay", (dir + "/rootfs").c_str(), "overlay", MS_NOSUID | MS_NODEV, opts.c_str()) < 0) {
         Error e = sys_error("mount overlay for " + name);
-        (void)rmtree(dir);
+        (void)image::remove_tree(dir);
         return e;
     }
 
@@ -246,7 +190,8 @@ Result<std::string> Daemon::create_workload(const json& req) {
     s.name = name;
     s.workload = true;
     s.enabled = true;
-    s.image = image;
+    s.image = image; // as given, as docker ps shows it
+    s.image_id = found->id;
     s.rootfs_dir = dir + "/rootfs";
     s.auto_remove = req.value("rm", false);
     s.created_unix = unix_now();
@@ -313,7 +258,7 @@ Status Daemon::remove_workload(const std::string& name, bool force) {
     std::string dir = cfg_.state_dir + "/containers/" + name;
     if (::umount2((dir + "/rootfs").c_str(), MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
         return sys_error("unmount " + dir + "/rootfs");
-    Status r = rmtree(dir);
+    Status r = image::remove_tree(dir);
     ::unlink((cfg_.state_dir + "/log/" + name + ".log").c_str());
     ::unlink((cfg_.state_dir + "/log/" + name + ".log.1").c_str());
     services_.erase(name);
@@ -450,6 +395,57 @@ json Daemon::handle_workload(const std::string& cmd, const json& req) {
     if (cmd == "rm") {
         if (auto st = remove_workload(name, req.value("force", false)); !st) return error(st.error().str());
         return {{"ok", true}};
+    }
+    return error("unknown command '" + cmd + "'");
+}
+
+namespace {
+
+json image_json(const image::Image& img) {
+    return {{"id", img.id},
+            {"names", img.names},
+            {"layers", img.layers.size()},
+            {"size", img.size_bytes},
+            {"created", img.created_unix},
+            {"entrypoint", img.config.entrypoint},
+            {"cmd", img.config.cmd}};
+}
+
+} // namespace
+
+json Daemon::handle_image(const std::string& cmd, const json& req) {
+    if (cfg_.instance != "user" || !images_) return error("images belong to the user runtime (keel image talks to it)");
+    if (cmd == "image_list") {
+        auto all = images_->list();
+        if (!all) return error(all.error().str());
+        json out = json::array();
+        for (const auto& img : *all) out.push_back(image_json(img));
+        return {{"ok", true}, {"images", out}};
+    }
+    if (cmd == "image_import") {
+        // The archive comes as a descriptor with the request: the CLI's file system is not ours.
+        auto c = clients_.find(current_client_);
+        if (c == clients_.end() || c->second.fds.empty()) return error("image import: no file was passed with the request");
+        Fd archive = std::move(c->second.fds.front());
+        c->second.fds.erase(c->second.fds.begin());
+        struct stat st{};
+        if (::fstat(archive.get(), &st) < 0 || !S_ISREG(st.st_mode)) return error("image import: not a regular file");
+        auto imported = images_->import(req.value("file", std::string("archive")), archive.get());
+        if (!imported) return error(imported.error().str());
+        json out = json::array();
+        for (const auto& img : *imported) out.push_back(image_json(img));
+        return {{"ok", true}, {"images", out}};
+    }
+    if (cmd == "image_rm") {
+        std::string ref = req.value("name", "");
+        auto img = images_->find(ref);
+        if (!img) return error(img.error().str());
+        // A workload's root is an overlay on the image's layers: they stay while it exists.
+        for (const auto& [n, s] : services_)
+            if (s.workload && s.image_id == img->id)
+                return error(fmt::format("image {} is used by workload {} (keel rm {} first)", ref, n, n));
+        if (auto st = images_->remove(ref); !st) return error(st.error().str());
+        return {{"ok", true}, {"removed", image_json(*img)}};
     }
     return error("unknown command '" + cmd + "'");
 }

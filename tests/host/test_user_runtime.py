@@ -1,6 +1,7 @@
-"""The user instance of keeld as a normal process on this host: workloads from a directory
-image, driven with `keel run|ps|logs|exec|stop|kill|rm` through KEEL_USER_SOCKET. (The
-nesting in a user namespace, cgroup limits and the shipped image are tested in QEMU.)"""
+"""The user instance of keeld as a normal process on this host: busybox imported as an OCI
+archive (scripts/make-busybox-oci) with `keel image import`, workloads driven with
+`keel run|ps|logs|exec|stop|kill|rm` through KEEL_USER_SOCKET. (The nesting in a user
+namespace, cgroup limits and the image shipped and imported on first boot are tested in QEMU.)"""
 import os
 import shutil
 import signal
@@ -17,10 +18,19 @@ SRC = os.environ["KEEL_SOURCE_DIR"]
 
 
 class UserRuntimeTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.images = tempfile.mkdtemp(prefix="keel-oci-")
+        cls.busybox = os.path.join(cls.images, "busybox.tar")
+        subprocess.run([os.path.join(SRC, "scripts/make-busybox-oci"), cls.busybox], check=True)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.images, ignore_errors=True)
+
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="keel-user-")
         self.state = os.path.join(self.tmp, "state")
-        keeltest.build_rootfs(os.path.join(self.state, "images", "busybox", "rootfs"))
         self.sock = os.path.join(self.tmp, "user.sock")
         keeld = os.path.join(self.tmp, "keeld")
         os.symlink(KEEL, keeld)
@@ -32,6 +42,9 @@ class UserRuntimeTest(unittest.TestCase):
             if os.path.exists(self.sock):
                 break
             subprocess.run(["sleep", "0.02"])
+        r = self.keel("image", "import", self.busybox)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertRegex(r.stdout, r"^imported busybox:latest \(sha256:[0-9a-f]{12}, 1 layer\)\n$")
 
     def tearDown(self):
         self.daemon.send_signal(signal.SIGTERM)
@@ -76,6 +89,66 @@ class UserRuntimeTest(unittest.TestCase):
         self.assertEqual(self.keel("rm", "web").returncode, 0)
         self.assertNotIn("web", self.keel("ps", "-a").stdout)
         self.assertFalse(os.path.exists(os.path.join(self.state, "containers", "web")))
+
+    def store_files(self):
+        root = os.path.join(self.state, "images")
+        return sorted(os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root)
+                      for f in fs + [x for x in _ if os.path.islink(os.path.join(d, x))]
+                      if not os.path.relpath(d, root).startswith("layers/"))
+
+    def test_image_import_list_rm(self):
+        r = self.keel("image", "list")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertRegex(r.stdout, r"NAME +ID +SIZE +LAYERS +CREATED\nbusybox:latest +[0-9a-f]{12} +[0-9.]+MB +1 ")
+        listed = self.keel("image", "list", "--json")
+        [img] = __import__("json").loads(listed.stdout)
+        self.assertEqual((img["names"], img["cmd"]), (["busybox:latest"], ["sh"]))
+        before = self.store_files()
+
+        # A truncated archive and one whose layer does not match its digest are refused with
+        # the reason, and the store is as it was.
+        with open(self.busybox, "rb") as f:
+            data = f.read()
+        bad = os.path.join(self.tmp, "truncated.tar")
+        with open(bad, "wb") as f:
+            f.write(data[: len(data) // 2])
+        r = self.keel("image", "import", bad)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("truncated.tar", r.stderr)
+        self.assertIn("truncated", r.stderr.split("truncated.tar", 1)[1])
+        corrupt = bytearray(data)
+        at = len(corrupt) // 2
+        corrupt[at:at + 64] = bytes(b ^ 0xFF for b in corrupt[at:at + 64])
+        bad = os.path.join(self.tmp, "corrupt.tar")
+        with open(bad, "wb") as f:
+            f.write(bytes(corrupt))
+        r = self.keel("image", "import", bad)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("corrupt.tar", r.stderr)
+        self.assertEqual(self.store_files(), before)
+        self.assertEqual(self.keel("image", "list", "--json").stdout, listed.stdout)
+        r = self.keel("image", "import", os.path.join(self.tmp, "missing.tar"))
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("missing.tar: ENOENT (No such file or directory)", r.stderr)
+
+        # A file only this CLI can open (mode 0600, another owner than keeld would need): the
+        # descriptor travels, not the path.
+        private = os.path.join(self.tmp, "private.tar")
+        shutil.copy(self.busybox, private)
+        os.chmod(private, 0o600)
+        self.assertEqual(self.keel("image", "import", private).returncode, 0)
+
+        # In use: refused; after the workload is gone: removed, layers and all.
+        self.assertEqual(self.keel("run", "-d", "--name", "user1", "busybox", "sleep", "100").returncode, 0)
+        r = self.keel("image", "rm", "busybox")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("image busybox is used by workload user1 (keel rm user1 first)", r.stderr)
+        self.assertEqual(self.keel("rm", "-f", "user1").returncode, 0)
+        r = self.keel("image", "rm", "busybox")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertRegex(r.stdout, r"^removed busybox:latest \(sha256:[0-9a-f]{12}\)\n$")
+        self.assertEqual(os.listdir(os.path.join(self.state, "images", "layers")), [])
+        self.assertIn("no image 'busybox'", self.keel("run", "--rm", "busybox", "true").stderr)
 
     def test_errors(self):
         r = self.keel("run", "--rm", "nosuch", "true")

@@ -56,6 +56,27 @@ class WorkloadsTest(unittest.TestCase):
         code, out = vm.run("keel run busybox true; keel ps -a")
         self.assertNotIn("--rm", out)
 
+        # Images: busybox was imported from the OCI archive the image ships, on the first start.
+        code, out = vm.run("keel image list")
+        self.assertEqual(code, 0, out)
+        self.assertRegex(out, r"\nbusybox:latest +[0-9a-f]{12} +[0-9.]+MB +1 ")
+        self.assertIn("image busybox:latest imported from /usr/share/keel/workload-images/busybox.tar",
+                      vm.run("keel service logs user-runtime")[1])
+        listed = vm.run("keel image list --json")
+        # Bad archives are refused by name and reason; the store is unchanged.
+        vm.run("echo garbage > /tmp/garbage.tar; tar cf /tmp/etc.tar /etc 2>/dev/null; "
+               "head -c 3000 /tmp/etc.tar > /tmp/short.tar")
+        self.assertEqual(vm.run("keel image import /tmp/garbage.tar"), (1, "keel: /tmp/garbage.tar: not a tar archive"))
+        code, out = vm.run("keel image import /tmp/short.tar")
+        self.assertEqual((code, out), (1, "keel: /tmp/short.tar: truncated archive"))
+        code, out = vm.run("keel image import /tmp/etc.tar")
+        self.assertEqual(code, 1)
+        self.assertIn("/tmp/etc.tar: ", out)
+        self.assertEqual(vm.run("keel image list --json"), listed)
+        code, out = vm.run("keel image rm busybox")
+        self.assertEqual(code, 1)
+        self.assertRegex(out, r"image busybox is used by workload \S+ \(keel rm \S+ first\)")
+
         # Separation: its own processes only; no system service, no system socket, no state
         # partition; its root is an unprivileged host uid.
         code, out = vm.run("keel run --rm busybox ps -o pid,comm")
