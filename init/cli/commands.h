@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "common/fd.h"
 
 namespace keel::cli {
 
@@ -16,7 +17,8 @@ int run_main(const std::vector<std::string>& args);                       // wor
 int workload_main(const std::string& cmd, const std::vector<std::string>& args); // ps stop kill rm logs
 int exec_main(const std::vector<std::string>& args);
 // `pass_fd` travels with the request (keel image import hands over the open archive).
-Result<nlohmann::json> user_request(const nlohmann::json& req, int pass_fd = -1);
+// A descriptor keeld sends back (the pty master of -it) lands in `received`.
+Result<nlohmann::json> user_request(const nlohmann::json& req, int pass_fd = -1, Fd* received = nullptr);
 int image_main(const std::vector<std::string>& args); // image_cmd.cc
 std::string age(int64_t created_unix);               // "5m ago"
 int os_main(const std::vector<std::string>& args);      // service_cmd.cc (talks to keeld too)

@@ -2,7 +2,10 @@
 
 #include <fcntl.h>
 #include <stdlib.h>
+#include <poll.h>
+#include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -10,18 +13,6 @@
 #include <cstring>
 
 namespace keel::cli {
-
-Result<Pty> open_pty() {
-    Pty p;
-    p.master.reset(::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC));
-    if (!p.master) return sys_error("open /dev/ptmx");
-    if (::grantpt(p.master.get()) < 0 || ::unlockpt(p.master.get()) < 0) return sys_error("unlock pty");
-    // TIOCGPTPEER opens the slave through the master, without a path lookup that a
-    // container could race.
-    p.slave.reset(::ioctl(p.master.get(), TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC));
-    if (!p.slave) return sys_error("open pty slave");
-    return p;
-}
 
 Status send_console(const std::string& socket_path, int master) {
     Fd sock(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
@@ -64,6 +55,40 @@ RawMode::RawMode(int fd) : fd_(fd) {
 
 RawMode::~RawMode() {
     if (active_) ::tcsetattr(fd_, TCSANOW, &saved_);
+}
+
+void proxy_terminal(int master) noexcept {
+    sigset_t winch;
+    sigemptyset(&winch);
+    sigaddset(&winch, SIGWINCH);
+    ::sigprocmask(SIG_BLOCK, &winch, nullptr);
+    Fd sigfd(::signalfd(-1, &winch, SFD_CLOEXEC | SFD_NONBLOCK));
+    RawMode raw(0);
+    copy_window_size(0, master);
+    bool stdin_open = true;
+    char buf[8192];
+    for (;;) {
+        pollfd fds[3] = {{master, POLLIN, 0}, {stdin_open ? 0 : -1, POLLIN, 0}, {sigfd.get(), POLLIN, 0}};
+        if (::poll(fds, 3, -1) < 0) {
+            if (errno == EINTR) continue;
+            break;
+        }
+        if (fds[2].revents & POLLIN) {
+            signalfd_siginfo si{};
+            while (::read(sigfd.get(), &si, sizeof si) == sizeof si) copy_window_size(0, master);
+        }
+        if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+            // EIO: every slave is closed, the process (and whatever it started) is gone.
+            ssize_t n = ::read(master, buf, sizeof buf);
+            if (n <= 0) break;
+            (void)!::write(1, buf, size_t(n));
+        }
+        if (fds[1].revents & (POLLIN | POLLHUP | POLLERR)) {
+            ssize_t n = ::read(0, buf, sizeof buf);
+            if (n <= 0) stdin_open = false; // EOF: the terminal's own ^D reaches the process
+            else (void)!::write(master, buf, size_t(n));
+        }
+    }
 }
 
 } // namespace keel::cli

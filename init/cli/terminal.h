@@ -9,13 +9,12 @@
 
 #include "common/error.h"
 #include "common/fd.h"
+#include "common/pty.h"
 
 namespace keel::cli {
 
-struct Pty {
-    Fd master, slave;
-};
-Result<Pty> open_pty();
+using keel::Pty;
+using keel::open_pty;
 
 // Sends the pty master over a unix socket with SCM_RIGHTS.
 Status send_console(const std::string& socket_path, int master);
@@ -36,5 +35,9 @@ class RawMode {
     bool active_ = false;
     termios saved_{};
 };
+
+// Proxies our terminal to a pty master (raw mode, window size kept in step) until the other
+// side is gone.
+void proxy_terminal(int master) noexcept;
 
 } // namespace keel::cli

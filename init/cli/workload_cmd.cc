@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "cli/commands.h"
+#include "cli/terminal.h"
 #include "common/strings.h"
 #include "keeld/protocol.h"
 
@@ -22,11 +23,11 @@ static int fail(const std::string& msg, int code = 1) {
     return code;
 }
 
-Result<json> user_request(const json& req, int pass_fd) {
+Result<json> user_request(const json& req, int pass_fd, Fd* received) {
     const char* env = std::getenv("KEEL_USER_SOCKET");
     auto fd = keeld::protocol::connect(env && *env ? env : keeld::protocol::socket_path("user"));
     if (!fd) return wrap("the user runtime (is the user-runtime service running? keel service status user-runtime)", fd.error());
-    auto reply = keeld::protocol::request(*fd, req, pass_fd);
+    auto reply = keeld::protocol::request(*fd, req, pass_fd, received);
     ::close(*fd);
     return reply;
 }
@@ -58,6 +59,8 @@ static const char* kRunUsage = R"(usage: keel run [OPTIONS] IMAGE [COMMAND [ARG.
 
   --name NAME        a name (default: a random one)
   -d, --detach       run in the background; print the name
+  -i, -t, -it        interactive, on a terminal: this terminal becomes its
+                     (a pty); its output then goes here only, not to keel logs
   --rm               remove the workload when it exits
   -e, --env K=V      an environment variable (repeatable)
   -v, --volume HOST:CONTAINER[:ro]
@@ -102,7 +105,7 @@ static int attach(const std::string& name, uint64_t next) {
 
 int run_main(const std::vector<std::string>& args) {
     json req = {{"cmd", "run"}};
-    bool detach = false, rm = false;
+    bool detach = false, rm = false, tty = false;
     std::vector<std::string> env, volumes, caps;
     size_t i = 0;
     auto value = [&](const std::string& opt) -> std::optional<std::string> {
@@ -121,8 +124,8 @@ int run_main(const std::vector<std::string>& args) {
         if (opt == "-d" || opt == "--detach") detach = true;
         else if (opt == "--rm") rm = true;
         else if (opt == "--read-only") req["read_only"] = true;
-        else if (opt == "-it" || opt == "-ti" || opt == "-i" || opt == "-t")
-            return fail("run " + opt + ": an interactive terminal is not supported yet; use -d and keel logs", 2);
+        else if (opt == "-it" || opt == "-ti" || opt == "-i" || opt == "-t" || opt == "--interactive" || opt == "--tty")
+            tty = true;
         else {
             auto v = value(opt);
             if (!v) return fail("run: " + opt + " needs a value", 2);
@@ -163,8 +166,13 @@ int run_main(const std::vector<std::string>& args) {
     req["cap_add"] = caps;
     // In the foreground the CLI removes it itself, after reading its last output.
     req["rm"] = rm && detach;
-    auto r = user_request(req);
+    if (tty && detach) return fail("run: -it and -d do not go together (keel exec -it attaches to a running one)", 2);
+    if (tty && !::isatty(0)) return fail("run -it: the input is not a terminal", 2);
+    req["tty"] = tty;
+    Fd master;
+    auto r = user_request(req, -1, &master);
     if (!r) return fail(r.error().str(), 125);
+    if (tty && !master) return fail("run -it: keeld sent no terminal", 125);
     std::string name = (*r)["name"].get<std::string>();
     // Started means exec'd (or failed on the way): wait for that, so what follows (an exec,
     // a ps) finds it running.
@@ -177,6 +185,7 @@ int run_main(const std::vector<std::string>& args) {
         std::puts(name.c_str());
         return 0;
     }
+    if (master) proxy_terminal(master.get());
     int code = attach(name, 0);
     if (rm) (void)user_request({{"cmd", "rm"}, {"name", name}, {"force", true}});
     return code;
@@ -185,18 +194,21 @@ int run_main(const std::vector<std::string>& args) {
 // keel exec [-e K=V] NAME COMMAND...: its output as it comes, then its exit code.
 int exec_main(const std::vector<std::string>& args) {
     size_t i = 0;
+    bool tty = false;
     std::vector<std::string> env;
     for (; i < args.size() && args[i].size() > 1 && args[i][0] == '-'; ++i) {
         if ((args[i] == "-e" || args[i] == "--env") && i + 1 < args.size()) env.push_back(args[++i]);
-        else if (args[i] == "-it" || args[i] == "-ti" || args[i] == "-i" || args[i] == "-t")
-            return fail("exec " + args[i] + ": an interactive terminal is not supported yet", 2);
+        else if (args[i] == "-it" || args[i] == "-ti" || args[i] == "-i" || args[i] == "-t") tty = true;
         else return fail("exec: unknown option " + args[i], 2);
     }
-    if (i + 2 > args.size()) return fail("usage: keel exec [-e K=V] NAME COMMAND [ARG...]", 2);
+    if (i + 2 > args.size()) return fail("usage: keel exec [-it] [-e K=V] NAME COMMAND [ARG...]", 2);
+    if (tty && !::isatty(0)) return fail("exec -it: the input is not a terminal", 2);
     std::string name = args[i];
     std::vector<std::string> cmd(args.begin() + long(i) + 1, args.end());
-    auto r = user_request({{"cmd", "exec"}, {"name", name}, {"command", cmd}, {"env", env}});
+    Fd master;
+    auto r = user_request({{"cmd", "exec"}, {"name", name}, {"command", cmd}, {"env", env}, {"tty", tty}}, -1, &master);
     if (!r) return fail(r.error().str(), 125);
+    if (master) proxy_terminal(master.get());
     int id = (*r)["exec"].get<int>();
     size_t offset = 0;
     for (;;) {

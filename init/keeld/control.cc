@@ -150,7 +150,8 @@ void Daemon::on_client(int fd) noexcept {
                 reply = handle(req, close_it);
                 current_client_ = -1;
             }
-            if (!reply.is_null()) protocol::send(fd, reply); // null: answered later (wait)
+            if (!reply.is_null()) protocol::send(fd, reply, reply_fd_.get()); // null: answered later (wait)
+            reply_fd_.reset();
         }
         if (c.buf.size() > protocol::kMaxMessage) {
             protocol::send(fd, error(fmt::format("message over {} bytes", protocol::kMaxMessage)));

@@ -193,6 +193,14 @@ void Daemon::start(Service& s) noexcept {
         spec->stdin_.kind = runtime::Stdio::Kind::null;
         spec->stdout_.kind = spec->stderr_.kind = runtime::Stdio::Kind::fd;
         spec->stdout_.fd = spec->stderr_.fd = wr.get();
+        // `keel run -it`: the pty is its stdio and controlling terminal; the CLI holds the
+        // master, so what it prints goes there and not to the log.
+        Fd tty = std::move(s.tty_slave);
+        if (tty) {
+            spec->stdin_.kind = runtime::Stdio::Kind::fd;
+            spec->stdin_.fd = spec->stdout_.fd = spec->stderr_.fd = tty.get();
+            spec->terminal = true;
+        }
         // ready: notify — the service writes "READY" to fd 3 (KEEL_NOTIFY_FD) when it is.
         Fd notify_rd, notify_wr;
         if (s.spec->ready == service::ReadyKind::notify) {

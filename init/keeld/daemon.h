@@ -65,6 +65,7 @@ struct Service {
     // A workload of the user instance (`keel run`), rather than a service file's service.
     bool workload = false;
     bool auto_remove = false;   // --rm: removed once it has exited
+    Fd tty_slave, tty_master;   // -it: the pty its first start gets as stdio; the master goes to the CLI
     std::string image;          // as given to `keel run`
     std::string image_id;       // what it resolved to in the store
     std::string rootfs_dir;     // its overlay mount
@@ -154,6 +155,7 @@ class Daemon {
         std::vector<Fd> fds; // passed with messages (SCM_RIGHTS), oldest first; at most a few
     };
     std::map<int, Client> clients_;
+    Fd reply_fd_; // passed with the reply being sent (a pty master), then closed here
     gid_t admin_gid_ = gid_t(-1); // the `keel` group: may use the control socket
     YAML::Node config_; // the effective configuration
     std::string config_error_; // the overlay's, when it is not the one in use

@@ -22,7 +22,22 @@ int LineReader::next(std::string& line) {
         }
         if (buf_.size() > kMaxMessage) return -2;
         char tmp[4096];
-        ssize_t n = ::read(fd_, tmp, sizeof tmp);
+        iovec iov{tmp, sizeof tmp};
+        alignas(cmsghdr) char control[CMSG_SPACE(2 * sizeof(int))];
+        msghdr mh{};
+        mh.msg_iov = &iov;
+        mh.msg_iovlen = 1;
+        mh.msg_control = control;
+        mh.msg_controllen = sizeof control;
+        ssize_t n = ::recvmsg(fd_, &mh, MSG_CMSG_CLOEXEC);
+        for (cmsghdr* cm = n > 0 ? CMSG_FIRSTHDR(&mh) : nullptr; cm; cm = CMSG_NXTHDR(&mh, cm)) {
+            if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
+            for (size_t i = 0; i < (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
+                int passed;
+                std::memcpy(&passed, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+                fds_.emplace_back(passed);
+            }
+        }
         if (n == 0) return -1;
         if (n < 0) {
             if (errno == EINTR) continue;
@@ -31,6 +46,13 @@ int LineReader::next(std::string& line) {
         }
         buf_.append(tmp, static_cast<size_t>(n));
     }
+}
+
+Fd LineReader::take_fd() {
+    if (fds_.empty()) return Fd();
+    Fd f = std::move(fds_.front());
+    fds_.erase(fds_.begin());
+    return f;
 }
 
 bool send(int fd, const nlohmann::json& msg, int pass_fd) {
@@ -88,13 +110,14 @@ Result<int> connect(const std::string& path) {
     return fd;
 }
 
-Result<nlohmann::json> request(int fd, const nlohmann::json& req, int pass_fd) {
+Result<nlohmann::json> request(int fd, const nlohmann::json& req, int pass_fd, Fd* received) {
     if (!send(fd, req, pass_fd)) return sys_error("send to keeld");
     LineReader r(fd);
     std::string line;
     int rc = r.next(line);
     if (rc == -1) return plain_error("keeld closed the connection");
     if (rc != 1) return sys_error("read from keeld");
+    if (received) *received = r.take_fd();
     auto reply = nlohmann::json::parse(line, nullptr, false);
     if (reply.is_discarded() || !reply.is_object()) return plain_error("keeld sent a malformed reply");
     if (!reply.value("ok", false)) return plain_error(reply.value("error", std::string("keeld refused the request")));

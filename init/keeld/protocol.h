@@ -5,10 +5,12 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "common/fd.h"
 
 namespace keel::keeld::protocol {
 
@@ -26,10 +28,13 @@ class LineReader {
     //  1 when a full line is in `line`, 0 when more data is needed (non-blocking), -1 on EOF,
     //  -2 when the line exceeds kMaxMessage, -3 on a read error.
     int next(std::string& line);
+    // A descriptor that came with the messages read so far (SCM_RIGHTS), oldest first.
+    Fd take_fd();
 
   private:
     int fd_;
     std::string buf_;
+    std::vector<Fd> fds_;
 };
 
 // Writes one message (adds the newline); false on error. With `pass_fd` >= 0 that descriptor
@@ -41,6 +46,8 @@ bool send(int fd, const nlohmann::json& msg, int pass_fd = -1);
 // at /run/keel/system.sock)", "permission denied", "keeld speaks protocol N..".
 Result<int> connect(const std::string& path);
 // One request, one reply.
-Result<nlohmann::json> request(int fd, const nlohmann::json& req, int pass_fd = -1);
+// With `received`, a descriptor keeld sent with its reply lands there (the pty master of
+// `keel run -it`).
+Result<nlohmann::json> request(int fd, const nlohmann::json& req, int pass_fd = -1, Fd* received = nullptr);
 
 } // namespace keel::keeld::protocol

@@ -16,6 +16,7 @@
 
 #include "common/fd.h"
 #include "common/log.h"
+#include "common/pty.h"
 #include "common/strings.h"
 #include "image/fs.h"
 #include "keeld/daemon.h"
@@ -194,6 +195,16 @@ Result<std::string> Daemon::create_workload(const json& req) {
     s.image_id = found->id;
     s.rootfs_dir = dir + "/rootfs";
     s.auto_remove = req.value("rm", false);
+    if (req.value("tty", false)) {
+        auto pty = open_pty();
+        if (!pty) {
+            (void)::umount2((dir + "/rootfs").c_str(), MNT_DETACH);
+            (void)image::remove_tree(dir);
+            return wrap("-t", pty.error());
+        }
+        s.tty_slave = std::move(pty->slave);
+        s.tty_master = std::move(pty->master);
+    }
     s.created_unix = unix_now();
     s.spec = std::move(sp);
     s.log = std::make_unique<LogBuffer>(cfg_.state_dir + "/log/" + name + ".log");
@@ -308,6 +319,17 @@ json Daemon::start_exec(const json& req) {
     spec->stdin_.kind = runtime::Stdio::Kind::null;
     spec->stdout_.kind = spec->stderr_.kind = runtime::Stdio::Kind::fd;
     spec->stdout_.fd = spec->stderr_.fd = wr.get();
+    std::optional<Pty> pty;
+    if (req.value("tty", false)) {
+        // -it: a pty as its stdio; the master goes to the CLI with the reply, the output
+        // with it, and exec_output reports only the exit.
+        auto made = open_pty();
+        if (!made) return error("exec -t: " + made.error().str());
+        pty = std::move(*made);
+        spec->stdin_.kind = runtime::Stdio::Kind::fd;
+        spec->stdin_.fd = spec->stdout_.fd = spec->stderr_.fd = pty->slave.get();
+        spec->terminal = true;
+    }
     runtime::StartOptions opts;
     opts.die_with_parent = false;
     runtime::StartError why;
@@ -322,7 +344,8 @@ json Daemon::start_exec(const json& req) {
     e.out = std::move(rd);
     watch(e.container.pidfd(), (uint64_t(8) << 32) | uint32_t(e.container.pidfd()));
     watch(e.out.get(), (uint64_t(8) << 32) | uint32_t(e.out.get()));
-    return {{"ok", true}, {"exec", id}};
+    if (pty) reply_fd_ = std::move(pty->master);
+    return {{"ok", true}, {"exec", id}, {"tty", bool(pty)}};
 }
 
 void Daemon::on_exec_event(int fd) noexcept {
@@ -381,7 +404,8 @@ json Daemon::handle_workload(const std::string& cmd, const json& req) {
         auto n = create_workload(req);
         if (!n) return error(n.error().str());
         Service* s = find(*n);
-        return {{"ok", true}, {"name", *n}, {"service", describe(*s, false)}};
+        reply_fd_ = std::move(s->tty_master);
+        return {{"ok", true}, {"name", *n}, {"tty", bool(reply_fd_)}, {"service", describe(*s, false)}};
     }
     if (cmd == "kill") {
         Service* s = find(name);

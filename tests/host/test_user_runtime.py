@@ -150,6 +150,41 @@ class UserRuntimeTest(unittest.TestCase):
         self.assertEqual(os.listdir(os.path.join(self.state, "images", "layers")), [])
         self.assertIn("no image 'busybox'", self.keel("run", "--rm", "busybox", "true").stderr)
 
+    def test_interactive_terminal(self):
+        import pexpect
+        env = dict(os.environ, KEEL_USER_SOCKET=self.sock, TERM="dumb")
+        # run -it: this terminal is the workload's; keys reach it, its exit code comes back.
+        child = pexpect.spawn(KEEL, ["run", "-it", "--rm", "--name", "tty1", "busybox", "sh"], env=env,
+                              encoding="utf-8", timeout=20, dimensions=(40, 100))
+        child.sendline("echo $((6*7)); [ -t 0 ] && [ -t 1 ] && echo on-a-tty; stty size")
+        child.expect("42")
+        child.expect("on-a-tty")
+        child.expect("40 100")  # the window size followed
+        # ^C is a key for the workload's terminal: it interrupts the foreground job in there.
+        child.sendline("sleep 100")
+        child.sendcontrol("c")
+        child.sendline("echo still-$((1+1))")
+        child.expect("still-2")
+        child.sendline("exit 3")
+        child.expect(pexpect.EOF)
+        child.close()
+        self.assertEqual(child.exitstatus, 3)
+        self.assertNotIn("tty1", self.keel("ps", "-a").stdout)  # --rm
+        # exec -it into a running workload: its namespaces, a terminal of its own.
+        self.assertEqual(self.keel("run", "-d", "--name", "box", "busybox", "sleep", "1000").returncode, 0)
+        child = pexpect.spawn(KEEL, ["exec", "-it", "box", "sh"], env=env, encoding="utf-8", timeout=20)
+        child.sendline("ps -o pid,comm | grep -c sleep; [ -t 0 ] && echo on-a-tty")
+        child.expect("1\r\n")
+        child.expect("on-a-tty")
+        child.sendline("exit 4")
+        child.expect(pexpect.EOF)
+        child.close()
+        self.assertEqual(child.exitstatus, 4)
+        # Not on a terminal: refused with the reason, nothing started.
+        r = self.keel("run", "-it", "busybox", "true")
+        self.assertEqual((r.returncode, r.stderr), (2, "keel: run -it: the input is not a terminal\n"))
+        self.assertEqual(self.keel("rm", "-f", "box").returncode, 0)
+
     def test_errors(self):
         r = self.keel("run", "--rm", "nosuch", "true")
         self.assertEqual(r.returncode, 125)
