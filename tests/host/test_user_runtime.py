@@ -162,6 +162,7 @@ class UserRuntimeTest(unittest.TestCase):
         child.expect("40 100")  # the window size followed
         # ^C is a key for the workload's terminal: it interrupts the foreground job in there.
         child.sendline("sleep 100")
+        subprocess.run(["sleep", "1"])  # sleep in the foreground: ^C before that would go to sh
         child.sendcontrol("c")
         child.sendline("echo still-$((1+1))")
         child.expect("still-2")

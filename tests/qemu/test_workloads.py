@@ -4,6 +4,7 @@ separated from system space, its limits hold, and the two runtimes restart indep
 import os
 import re
 import sys
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -55,6 +56,13 @@ class WorkloadsTest(unittest.TestCase):
         self.assertEqual(vm.run("keel exec web sh -c 'hostname; exit 5'"), (5, "web"))
         code, out = vm.run("keel run busybox true; keel ps -a")
         self.assertNotIn("--rm", out)
+        # -it from the serial console: what is typed reaches the workload, its exit code comes back.
+        vm.send("keel run -it --rm busybox sh -c 'read x; echo got-$x; [ -t 0 ] && echo on-a-tty; exit 5'; echo rc=$?")
+        time.sleep(2)
+        vm.send("hello")
+        vm.wait_for("got-hello")
+        vm.wait_for("on-a-tty")
+        vm.wait_for("rc=5")
 
         # Images: busybox was imported from the OCI archive the image ships, on the first start.
         code, out = vm.run("keel image list")
