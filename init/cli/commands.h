@@ -20,6 +20,7 @@ int exec_main(const std::vector<std::string>& args);
 // A descriptor keeld sends back (the pty master of -it) lands in `received`.
 Result<nlohmann::json> user_request(const nlohmann::json& req, int pass_fd = -1, Fd* received = nullptr);
 int image_main(const std::vector<std::string>& args); // image_cmd.cc
+int audit_main(const std::vector<std::string>& args); // audit_cmd.cc
 std::string age(int64_t created_unix);               // "5m ago"
 int os_main(const std::vector<std::string>& args);      // service_cmd.cc (talks to keeld too)
 Result<nlohmann::json> system_request(const nlohmann::json& req);

@@ -20,6 +20,8 @@ static const char* kUsage = R"(usage: keel COMMAND [ARGS]
   ps [-a]       workloads; also: stop, kill [-s SIG], rm [-f], logs [-f] NAME,
                 exec NAME COMMAND...
   image ...     workload images: import FILE, list [--json], rm NAME...
+  audit [-v] [--json]
+                the host, every system service and workload against Keel's hardening
   os ...        version, poweroff, reboot
   runtime ...   the OCI runtime (runc-compatible subset); see keel runtime --help
   info          each runtime daemon's pid, memory and container count (JSON lines)
@@ -52,11 +54,12 @@ static int dispatch(int argc, char** argv) {
     }
     if (cmd == "ps" || cmd == "stop" || cmd == "kill" || cmd == "rm" || cmd == "logs") return workload_main(cmd, rest);
     if (cmd == "os") return os_main(rest);
+    if (cmd == "audit") return audit_main(rest);
     if (cmd == "version" || cmd == "--version") {
         std::printf("keel %s\n", KEEL_VERSION);
         return 0;
     }
-    std::string near = closest(cmd, {"runtime", "service", "config", "run", "exec", "image", "ps", "stop", "kill", "rm", "logs", "os", "version"});
+    std::string near = closest(cmd, {"runtime", "service", "config", "run", "exec", "image", "audit", "ps", "stop", "kill", "rm", "logs", "os", "version"});
     std::fprintf(stderr, "keel: unknown command '%s'%s\n%s", cmd.c_str(),
                  near.empty() ? "" : fmt::format(" (did you mean '{}'?)", near).c_str(), kUsage);
     return 2;

@@ -325,6 +325,7 @@ json Daemon::handle(const json& req, bool& close_after) {
                 {"hwm_kb", field("VmHWM")}, {"containers", services_.size()}, {"running", running}};
     }
     if (cmd.rfind("image_", 0) == 0) return handle_image(cmd, req);
+    if (cmd == "audit") return handle_audit();
     if (cmd == "run" || cmd == "kill" || cmd == "rm" || cmd == "exec" || cmd == "exec_output" || cmd == "wait")
         return handle_workload(cmd, req);
     if (cmd == "poweroff" || cmd == "reboot") {

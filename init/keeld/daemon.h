@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/fd.h"
+#include "audit/audit.h"
 #include "image/store.h"
 #include "keeld/log_buffer.h"
 #include "runtime/container.h"
@@ -110,6 +111,9 @@ class Daemon {
     nlohmann::json handle_workload(const std::string& cmd, const nlohmann::json& req);
     Result<std::string> create_workload(const nlohmann::json& req);
     nlohmann::json handle_image(const std::string& cmd, const nlohmann::json& req);
+    // `keel audit` (audit.cc): the host (system instance) and every container.
+    nlohmann::json handle_audit();
+    audit::HostFacts host_facts();
     void seed_images();
     std::unique_ptr<image::Store> images_; // the user instance's OCI image store
     Status remove_workload(const std::string& name, bool force);

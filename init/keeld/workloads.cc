@@ -33,12 +33,6 @@ namespace {
 
 json error(const std::string& msg) { return {{"ok", false}, {"error", msg}}; }
 
-// Docker's default capability set: what a workload holds unless told otherwise.
-const std::vector<std::string> kDefaultCaps = {
-    "CAP_CHOWN",  "CAP_DAC_OVERRIDE", "CAP_FSETID",           "CAP_FOWNER",     "CAP_MKNOD",
-    "CAP_NET_RAW", "CAP_SETGID",      "CAP_SETUID",           "CAP_SETFCAP",    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE"};
-
 bool valid_name(const std::string& n) {
     if (n.empty() || n.size() > 63 || !std::isalnum(static_cast<unsigned char>(n[0]))) return false;
     for (char c : n)
@@ -140,7 +134,7 @@ Result<std::string> Daemon::create_workload(const json& req) {
     sp.user = req.value("user", cfg.user.empty() ? std::string("0") : cfg.user);
     if (sp.user == "root") sp.user = "0";
     sp.working_dir = cfg.working_dir.empty() ? "/" : cfg.working_dir;
-    std::vector<std::string> caps = kDefaultCaps;
+    std::vector<std::string> caps = audit::kDefaultCapabilities;
     for (auto c : req.value("cap_add", std::vector<std::string>{})) {
         std::transform(c.begin(), c.end(), c.begin(), ::toupper);
         if (!starts_with(c, "CAP_")) c = "CAP_" + c;

@@ -55,8 +55,8 @@ Status mount_early() {
     KEEL_TRY(mount_if_missing("devtmpfs", "/dev", "devtmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755"));
     KEEL_TRY(mount_if_missing("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "gid=5,mode=0620,ptmxmode=0666"));
     KEEL_TRY(mount_if_missing("shm", "/dev/shm", "tmpfs", secure, "mode=1777"));
-    KEEL_TRY(mount_if_missing("run", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755"));
-    KEEL_TRY(mount_if_missing("tmp", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777"));
+    KEEL_TRY(mount_if_missing("run", "/run", "tmpfs", secure, "mode=0755"));
+    KEEL_TRY(mount_if_missing("tmp", "/tmp", "tmpfs", secure, "mode=1777"));
     // Pure cgroup v2; nsdelegate makes a cgroup namespace a delegation boundary, which the
     // user runtime's subtree relies on.
     KEEL_TRY(mount_if_missing("cgroup2", "/sys/fs/cgroup", "cgroup2", secure, "nsdelegate"));
