@@ -20,8 +20,7 @@ static const char* kUsage = R"(usage: keel COMMAND [ARGS]
   ps [-a]       workloads; also: stop, kill [-s SIG], rm [-f], logs [-f] NAME,
                 exec NAME COMMAND...
   image ...     workload images: import FILE, list [--json], rm NAME...
-  audit [-v] [--json]
-                the host, every system service and workload against Keel's hardening
+  audit [-v]    the host, every service and workload against Keel's hardening
   os ...        version, poweroff, reboot
   runtime ...   the OCI runtime (runc-compatible subset); see keel runtime --help
   info          each runtime daemon's pid, memory and container count (JSON lines)

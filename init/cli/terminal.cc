@@ -25,19 +25,7 @@ Status send_console(const std::string& socket_path, int master) {
     if (::connect(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0)
         return sys_error("connect console socket " + socket_path);
     char name[] = "/dev/ptmx";
-    iovec iov{name, sizeof name - 1};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(c), &master, sizeof(int));
-    if (::sendmsg(sock.get(), &msg, MSG_NOSIGNAL) < 0) return sys_error("send console to " + socket_path);
+    if (send_with_fd(sock.get(), name, sizeof name - 1, master) < 0) return sys_error("send console to " + socket_path);
     return {};
 }
 

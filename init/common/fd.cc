@@ -2,8 +2,10 @@
 
 #include <cerrno>
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <string>
 
 namespace keel {
@@ -67,6 +69,46 @@ bool write_file_atomic(const std::string& path, const std::string& data, unsigne
     Fd dirfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (dirfd) ::fsync(dirfd.get());
     return true;
+}
+
+ssize_t send_with_fd(int sock, const void* data, size_t len, int fd) {
+    iovec iov{const_cast<void*>(data), len};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+    msghdr mh{};
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = control;
+    mh.msg_controllen = sizeof control;
+    cmsghdr* cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+    ssize_t n;
+    do n = ::sendmsg(sock, &mh, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    return n;
+}
+
+ssize_t recv_with_fds(int sock, void* buf, size_t len, std::vector<Fd>& fds, size_t max_fds) {
+    iovec iov{buf, len};
+    alignas(cmsghdr) char control[CMSG_SPACE(4 * sizeof(int))];
+    msghdr mh{};
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = control;
+    mh.msg_controllen = sizeof control;
+    ssize_t n = ::recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+    for (cmsghdr* cm = n > 0 ? CMSG_FIRSTHDR(&mh) : nullptr; cm; cm = CMSG_NXTHDR(&mh, cm)) {
+        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
+        for (size_t i = 0; i < (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
+            int passed;
+            std::memcpy(&passed, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+            Fd owned(passed);
+            if (fds.size() < max_fds) fds.push_back(std::move(owned));
+        }
+    }
+    return n;
 }
 
 } // namespace keel

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 #include <utility>
 
 namespace keel {
@@ -39,5 +40,12 @@ bool write_file(const char* path, const std::string& data);
 enum class Durability { durable, volatile_ };
 bool write_file_atomic(const std::string& path, const std::string& data, unsigned mode = 0644,
                        Durability d = Durability::durable);
+
+// Unix sockets with descriptors attached (SCM_RIGHTS). send_with_fd sends `len` bytes with
+// `fd` riding on the first (EINTR retried; returns what sendmsg returns). recv_with_fds reads
+// up to `len` bytes; descriptors that came with them are appended to `fds` (close-on-exec), at
+// most `max_fds` in all: extra ones are closed.
+ssize_t send_with_fd(int sock, const void* data, size_t len, int fd);
+ssize_t recv_with_fds(int sock, void* buf, size_t len, std::vector<Fd>& fds, size_t max_fds);
 
 } // namespace keel

@@ -95,24 +95,7 @@ void Daemon::on_client(int fd) noexcept {
     try {
         char tmp[4096];
         for (;;) {
-            iovec iov{tmp, sizeof tmp};
-            alignas(cmsghdr) char control[CMSG_SPACE(4 * sizeof(int))];
-            msghdr mh{};
-            mh.msg_iov = &iov;
-            mh.msg_iovlen = 1;
-            mh.msg_control = control;
-            mh.msg_controllen = sizeof control;
-            ssize_t n = ::recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
-            for (cmsghdr* cm = n > 0 ? CMSG_FIRSTHDR(&mh) : nullptr; cm; cm = CMSG_NXTHDR(&mh, cm)) {
-                if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
-                size_t count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-                for (size_t i = 0; i < count; i++) {
-                    int passed;
-                    std::memcpy(&passed, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
-                    Fd owned(passed);
-                    if (c.fds.size() < 4) c.fds.push_back(std::move(owned)); // more is a confused client
-                }
-            }
+            ssize_t n = recv_with_fds(fd, tmp, sizeof tmp, c.fds, 4); // more is a confused client
             if (n == 0) {
                 close_it = true;
                 break;

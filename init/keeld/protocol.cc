@@ -22,22 +22,7 @@ int LineReader::next(std::string& line) {
         }
         if (buf_.size() > kMaxMessage) return -2;
         char tmp[4096];
-        iovec iov{tmp, sizeof tmp};
-        alignas(cmsghdr) char control[CMSG_SPACE(2 * sizeof(int))];
-        msghdr mh{};
-        mh.msg_iov = &iov;
-        mh.msg_iovlen = 1;
-        mh.msg_control = control;
-        mh.msg_controllen = sizeof control;
-        ssize_t n = ::recvmsg(fd_, &mh, MSG_CMSG_CLOEXEC);
-        for (cmsghdr* cm = n > 0 ? CMSG_FIRSTHDR(&mh) : nullptr; cm; cm = CMSG_NXTHDR(&mh, cm)) {
-            if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
-            for (size_t i = 0; i < (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
-                int passed;
-                std::memcpy(&passed, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
-                fds_.emplace_back(passed);
-            }
-        }
+        ssize_t n = recv_with_fds(fd_, tmp, sizeof tmp, fds_, 4);
         if (n == 0) return -1;
         if (n < 0) {
             if (errno == EINTR) continue;
@@ -61,22 +46,7 @@ bool send(int fd, const nlohmann::json& msg, int pass_fd) {
     std::string s = msg.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
     size_t done = 0;
     if (pass_fd >= 0) {
-        iovec iov{s.data(), 1};
-        alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-        msghdr mh{};
-        mh.msg_iov = &iov;
-        mh.msg_iovlen = 1;
-        mh.msg_control = control;
-        mh.msg_controllen = sizeof control;
-        cmsghdr* cm = CMSG_FIRSTHDR(&mh);
-        cm->cmsg_level = SOL_SOCKET;
-        cm->cmsg_type = SCM_RIGHTS;
-        cm->cmsg_len = CMSG_LEN(sizeof(int));
-        std::memcpy(CMSG_DATA(cm), &pass_fd, sizeof(int));
-        ssize_t n;
-        do n = ::sendmsg(fd, &mh, MSG_NOSIGNAL);
-        while (n < 0 && errno == EINTR);
-        if (n != 1) return false;
+        if (send_with_fd(fd, s.data(), 1, pass_fd) != 1) return false;
         done = 1;
     }
     while (done < s.size()) {
