@@ -73,6 +73,24 @@ bool valid_ipv4(const std::string& s) {
     return ::inet_pton(AF_INET, s.c_str(), &a) == 1;
 }
 
+// One authorized key as sshd reads it: TYPE BASE64 [COMMENT], a modern type, on one line.
+// (Options such as command="..." are not for the configuration to set, and a line break
+// would smuggle in another line: the sshd service writes one key per line.)
+bool public_key_line(const std::string& k) {
+    static const std::vector<std::string> modern = {
+        "ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
+        "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com", "ssh-rsa"};
+    for (char c : k)
+        if (std::iscntrl(static_cast<unsigned char>(c)) && c != '\t') return false;
+    auto sp = k.find(' ');
+    if (sp == std::string::npos || std::find(modern.begin(), modern.end(), k.substr(0, sp)) == modern.end())
+        return false;
+    auto end = k.find_first_of(" \t", sp + 1);
+    std::string blob = k.substr(sp + 1, end == std::string::npos ? std::string::npos : end - sp - 1);
+    return !blob.empty() && blob.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=") ==
+                                std::string::npos;
+}
+
 // Checks one value; throws Invalid with `where` (file:line:col: key) in front.
 void check_value(const KeySpec& spec, const YAML::Node& n, const std::string& where) {
     auto fail = [&](const std::string& what) { throw Invalid{where + ": " + what}; };
@@ -127,15 +145,10 @@ void check_value(const KeySpec& spec, const YAML::Node& n, const std::string& wh
         break;
     case Type::ssh_keys:
         if (!n.IsSequence()) fail("expected a list of public keys");
-        for (const auto& i : n) {
-            std::string k = i.IsScalar() ? i.as<std::string>() : "";
-            auto type = k.substr(0, k.find(' '));
-            static const std::vector<std::string> modern = {
-                "ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
-                "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com", "ssh-rsa"};
-            if (std::find(modern.begin(), modern.end(), type) == modern.end() || k.find(' ') == std::string::npos)
-                fail("'" + k.substr(0, 40) + "' is not a public key (ssh-ed25519 AAAA..., ecdsa-sha2-*, ssh-rsa)");
-        }
+        for (const auto& i : n)
+            if (!public_key_line(i.IsScalar() ? i.as<std::string>() : ""))
+                fail("'" + (i.IsScalar() ? i.as<std::string>().substr(0, 40) : std::string("?")) +
+                     "' is not a public key (ssh-ed25519 AAAA... [comment], ecdsa-sha2-*, ssh-rsa)");
         break;
     }
 }
@@ -284,8 +297,12 @@ std::string to_text(const YAML::Node& v) {
     if (v.IsScalar()) return v.as<std::string>();
     if (v.IsSequence()) {
         std::vector<std::string> parts;
-        for (const auto& i : v) parts.push_back(i.IsScalar() ? i.as<std::string>() : to_yaml(i));
-        return join(parts, " ");
+        bool spaced = false;
+        for (const auto& i : v) {
+            parts.push_back(i.IsScalar() ? i.as<std::string>() : to_yaml(i));
+            spaced = spaced || parts.back().find_first_of(" \t") != std::string::npos;
+        }
+        return join(parts, spaced ? "\n" : " ");
     }
     std::string y = to_yaml(v);
     while (!y.empty() && y.back() == '\n') y.pop_back();

@@ -44,7 +44,9 @@ void set(YAML::Node& doc, const std::string& key, const YAML::Node& value);
 // `over` onto `base`, maps merged key by key, anything else replaced. Both are cloned.
 YAML::Node merged(const YAML::Node& base, const YAML::Node& over);
 std::string to_yaml(const YAML::Node& doc);
-// A value as one line: scalars as they are, lists as "a b c".
+// A value as text: scalars as they are, lists as "a b c" — or one item per line when an item
+// holds a space itself (ssh.authorized_keys), where a space would not say where one ends.
+// keeld substitutes this form into services' environment (${ssh.authorized_keys}).
 std::string to_text(const YAML::Node& value);
 
 struct Loaded {

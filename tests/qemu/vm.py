@@ -10,6 +10,7 @@ failure the whole console log is printed (the caller's unittest failure shows it
 import os
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
 import uuid
@@ -17,7 +18,8 @@ import uuid
 import pexpect
 
 ROOT = os.environ.get("KEEL_SOURCE_DIR") or os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-IMAGE = os.path.join(ROOT, "build/image")
+# KEEL_IMAGE: another image directory (scripts/build-image --output DIR).
+IMAGE = os.environ.get("KEEL_IMAGE") or os.path.join(ROOT, "build/image")
 # What scripts/run adds for QEMU's PC machine (see there): PCI interrupts routed without ACPI.
 QEMU_APPEND = "pci=noacpi"
 
@@ -37,6 +39,13 @@ def accel():
 _ACCEL = None
 
 
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on now (for a forward into the guest)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 # The state disk, read and written from the host between boots (e2fsprogs' debugfs).
 def disk_cat(disk, path):
     r = subprocess.run(["debugfs", "-R", f"cat {path}", disk], capture_output=True, text=True)
@@ -54,8 +63,10 @@ def disk_write(disk, local, path):
 
 
 class VM:
-    def __init__(self, append="", state="fresh", memory="512M", timeout=90):
+    def __init__(self, append="", state="fresh", memory="512M", timeout=90, ssh_port=None):
         self.append = append
+        # A local port forwarded to the guest's port 22 (as scripts/run --ssh-port), or None.
+        self.ssh_port = ssh_port
         self.state = state  # "fresh": a new KEEL_STATE disk; "none"; or a path to reuse
         self.memory = memory
         self.timeout = timeout
@@ -83,7 +94,8 @@ class VM:
                "-kernel", os.path.join(IMAGE, kernel), "-initrd", os.path.join(IMAGE, "initrd.img"),
                "-append", f"{cmdline} {QEMU_APPEND} {self.append}".strip(),
                "-device", "virtio-rng-pci",
-               "-netdev", "user,id=net0", "-device", "virtio-net-pci,netdev=net0"]
+               "-netdev", "user,id=net0" + (f",hostfwd=tcp:127.0.0.1:{self.ssh_port}-:22" if self.ssh_port else ""),
+               "-device", "virtio-net-pci,netdev=net0"]
         if self.disk:
             cmd += ["-drive", f"file={self.disk},format=raw,if=virtio"]
         return cmd

@@ -188,6 +188,22 @@ TEST_CASE("configuration: keys, validation, overlay and last good", "[config]") 
     CHECK(config::value_for("hostnme", "x").error().str() == "unknown key 'hostnme' (did you mean 'hostname'?)");
     CHECK(config::to_text(*config::value_for("network.dns", "10.0.0.1")) == "10.0.0.1"); // a word is a list of one
     CHECK(config::value_for("network.dns", "[10.0.0.1, 10.0.0.2]")->size() == 2);
+    CHECK(config::to_text(*config::value_for("network.dns", "[10.0.0.1, 10.0.0.2]")) == "10.0.0.1 10.0.0.2");
+
+    // Authorized keys: one per line as text (what the sshd service gets), since a key has
+    // spaces of its own; nothing that would make a second line or carry options.
+    const std::string ed = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHk0 admin@laptop";
+    const std::string ec = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTY=";
+    CHECK(config::to_text(*config::value_for("ssh.authorized_keys", ed)) == ed);
+    CHECK(config::to_text(*config::value_for("ssh.authorized_keys", "['" + ed + "', '" + ec + "']")) == ed + "\n" + ec);
+    CHECK(config::to_text(*config::value_for("ssh.authorized_keys", "")).empty());
+    const std::vector<std::string> bad_keys = {"ssh-ed25519", "ssh-ed25519 AAAA*bad", "ssh-dss AAAAB3Nza",
+                                               "command=\"sh\" " + ed, ed + "\nssh-ed25519 AAAAC3 second", ed + "\r"};
+    for (const auto& key : bad_keys) {
+        auto v = config::value_for("ssh.authorized_keys", key);
+        CHECK_FALSE(v);
+        if (!v) CHECK(v.error().str().find("is not a public key") != std::string::npos);
+    }
 
     TempDir t;
     std::string overlay = t.path + "/config.yml", good = t.path + "/config.last-good.yml";
