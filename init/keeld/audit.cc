@@ -17,6 +17,7 @@
 #include "keeld/daemon.h"
 #include "pid1/modules.h"
 #include "pid1/sysctl.h"
+#include "runtime/namespaces.h"
 #include "runtime/oci.h"
 
 namespace keel::keeld {
@@ -104,6 +105,22 @@ audit::ContainerFacts facts_of(const Service& s, bool workload) {
     }
     std::string user = ns_id(pid, "user");
     if (!user.empty()) c.own_user_namespace = user != ns_id("self", "user");
+    if (workload && runtime::in_child_user_namespace()) {
+        // Workloads live in the user runtime's user namespace, which is not the host's: their
+        // uids are the host's through its uid_map ("0 100000 65536").
+        c.own_user_namespace = true;
+        for (const auto& line : split(slurp("/proc/self/uid_map"), '\n')) {
+            auto w = split(std::string(trim(line)), ' ');
+            std::erase(w, "");
+            if (w.size() != 3 || c.host_uid.empty()) continue;
+            uint64_t inside = std::stoull(w[0]), outside = std::stoull(w[1]), count = std::stoull(w[2]);
+            uint64_t uid = std::stoull(c.host_uid);
+            if (uid >= inside && uid < inside + count) {
+                c.host_uid = std::to_string(outside + (uid - inside));
+                break;
+            }
+        }
+    }
     // Its root: the mount at / in its own mount table.
     std::string mi = slurp("/proc/" + pid + "/mountinfo");
     for (const auto& line : split(mi, '\n')) {
@@ -295,12 +312,13 @@ audit::HostFacts Daemon::host_facts() {
         return s;
     };
     f.sockets.push_back(sock(cfg_.socket, 0, unsigned(admin_gid_), 0660, "root:keel 0660"));
-    // The user runtime's socket is reached through its directory, which the user runtime's
-    // root owns; nobody else but host root may enter it.
+    // The user runtime's socket (0666 inside its user namespace, where host uids are nobody)
+    // is reached through its directory, which its root owns and nobody else may write; the
+    // directory is reached only where /run/keel is bound: the host's root, the console, sshd.
     if (auto id = config::get(config_, "user_runtime.host_id")) {
         unsigned host_id = unsigned(std::stoul(config::to_text(*id)));
-        f.sockets.push_back(sock(cfg_.ctx.run_dir + "/user", host_id, host_id, 0700,
-                                 fmt::format("{}:{} 0700 (the user runtime's root)", host_id, host_id)));
+        f.sockets.push_back(sock(cfg_.ctx.run_dir + "/user", host_id, host_id, 0755,
+                                 fmt::format("{}:{}, at most 0755 (the user runtime's root)", host_id, host_id)));
     }
     if (auto p = config::get(config_, "allow_privileged")) f.allow_privileged = config::to_text(*p) == "true";
     return f;

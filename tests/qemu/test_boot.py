@@ -61,6 +61,17 @@ class BootTest(unittest.TestCase):
         self.assertIn("Operation not permitted", out)
         self.assertIn("rc=1", out)
 
+        # Kernel lockdown from the command line (lockdown=integrity), and the modules loaded are
+        # exactly those the image ships: the allow-list and its dependencies.
+        self.assertEqual(vm.run("cat /sys/kernel/security/lockdown"), (0, "none [integrity] confidentiality"))
+        loaded = vm.run("cut -d' ' -f1 /proc/modules | sort")[1].split()
+        shipped = vm.run("find /lib/modules -name '*.ko*' | sed 's|.*/||; s|[.]ko.*||; s|-|_|g' | sort")[1].split()
+        self.assertEqual(loaded, shipped)
+        with open(os.path.join(ROOT, "config/modules.yml")) as f:
+            allow = re.findall(r"name: *([a-z0-9_]+)", f.read())
+        self.assertGreater(len(allow), 5)
+        self.assertLessEqual(set(allow), set(loaded))
+
         profile = sysctl_profile()
         self.assertGreater(len(profile), 20)
         script = "; ".join(f"echo {k}=$(cat /proc/sys/{k.replace('.', '/')})" for k in profile)
