@@ -189,18 +189,26 @@ int service_main(const std::vector<std::string>& args) {
             if (cmd == "stop") return st != "stopping";
             if (cmd == "disable") return st != "stopping";
             if (cmd == "enable" || cmd == "start" || cmd == "restart")
-                return st != "stopping" && st != "starting" && st != "stopped" && st != "waiting";
+                // "restarting" after a start means it failed and will try again: wait for the
+                // retries to end in running, or in failed once the restart limit is reached.
+                return st != "stopping" && st != "starting" && st != "stopped" && st != "waiting" && st != "restarting";
             return true;
         };
+        json last = (*r)["service"];
         for (int i = 0; !settled(state) && i < wait_s * 20; ++i) {
             ::usleep(50 * 1000);
             auto st = system_request({{"cmd", "status"}, {"name", name}});
             if (!st) break;
-            state = (*st)["service"]["state"].get<std::string>();
+            last = (*st)["service"];
+            state = last["state"].get<std::string>();
             if (state == "disabled" && cmd == "enable") break;
         }
-        std::printf("%s: %s\n", name.c_str(), state.c_str());
-        return state == "failed" || state == "invalid" ? 1 : 0;
+        bool bad = state == "failed" || state == "invalid" || (state == "restarting" && cmd != "stop" && cmd != "disable");
+        std::string why = last.value("error", std::string());
+        if (why.empty()) why = last.value("last_exit", std::string());
+        if (bad && !why.empty()) std::printf("%s: %s (%s; keel service logs %s)\n", name.c_str(), state.c_str(), why.c_str(), name.c_str());
+        else std::printf("%s: %s\n", name.c_str(), state.c_str());
+        return bad ? 1 : 0;
     }
     return err(fmt::format("unknown service command '{}'\n{}", cmd, kServiceUsage), 2);
 }

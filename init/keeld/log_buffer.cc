@@ -30,8 +30,10 @@ void LogBuffer::add_line(const std::string& line) noexcept {
 void LogBuffer::append(const char* data, size_t n) noexcept {
     try {
         partial_.append(data, n);
+        // A line ends at \n; a \r before it (sshd, programs that think they own a terminal) is
+        // not part of it.
         for (size_t nl; (nl = partial_.find('\n')) != std::string::npos; partial_.erase(0, nl + 1))
-            add_line(partial_.substr(0, nl));
+            add_line(partial_.substr(0, nl > 0 && partial_[nl - 1] == '\r' ? nl - 1 : nl));
         if (partial_.size() > 4096) {
             add_line(partial_);
             partial_.clear();
