@@ -225,6 +225,7 @@ TEST_CASE("configuration: keys, validation, overlay and last good", "[config]") 
 }
 
 // The restart state machine with fake time: no process, no clock.
+#include "keeld/log_buffer.h"
 #include "keeld/restart.h"
 
 TEST_CASE("restart: backoff doubles to a cap, a stable run forgives, the limit gives up", "[restart]") {
@@ -267,4 +268,20 @@ TEST_CASE("restart: backoff doubles to a cap, a stable run forgives, the limit g
     CHECK(keel::keeld::backoff_ms(1) == 100);
     CHECK(keel::keeld::backoff_ms(4) == 800);
     CHECK(keel::keeld::backoff_ms(1000) == 30000);
+}
+
+TEST_CASE("service logs: lines split at \\n, a \\r before it dropped, a partial line kept for later", "[service]") {
+    char tmpl[] = "/tmp/keel-log-XXXXXX";
+    REQUIRE(::mkdtemp(tmpl));
+    std::string dir = tmpl;
+    keel::keeld::LogBuffer buf(dir + "/svc.log", 3);
+    std::string chunk = "one\r\ntwo\n\rthree\r\nfo";
+    buf.append(chunk.data(), chunk.size());
+    CHECK(buf.tail(10) == std::vector<std::string>{"one", "two", "\rthree"});
+    buf.append("ur\n", 3);
+    CHECK(buf.tail(10) == std::vector<std::string>{"two", "\rthree", "four"}); // 3 lines kept
+    uint64_t next = 0;
+    CHECK(buf.since(3, next) == std::vector<std::string>{"four"});
+    CHECK(next == 4);
+    std::filesystem::remove_all(dir);
 }
