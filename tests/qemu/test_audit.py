@@ -8,15 +8,10 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from vm import VM  # noqa: E402
+from vm import VMTestCase  # noqa: E402
 
 
-class AuditTest(unittest.TestCase):
-    def run(self, result=None):
-        result = super().run(result)
-        if result and (result.failures or result.errors) and getattr(self, "vm", None):
-            sys.stderr.write(f"\n---- console ----\n{self.vm.console()}\n---- end ----\n")
-        return result
+class AuditTest(VMTestCase):
 
     def audit_json(self):
         code, out = self.vm.run("keel audit --json", timeout=60)
@@ -24,10 +19,7 @@ class AuditTest(unittest.TestCase):
         return code, data
 
     def test_audit(self):
-        vm = self.vm = VM(append="keel.autologin")
-        self.addCleanup(vm.cleanup)
-        vm.start()
-        self.addCleanup(vm.stop)
+        vm = self.vm = self.boot()
         vm.wait_for(r"keel: system ready in")
         vm.shell()
 

@@ -8,7 +8,7 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from vm import ROOT, VM, disk_cat  # noqa: E402
+from vm import ROOT, VMTestCase, disk_cat  # noqa: E402
 
 STAGES = ["mounts", "cmdline", "modules", "sysctl", "network", "state", "config", "recovery"]
 
@@ -24,22 +24,10 @@ def sysctl_profile():
     return out
 
 
-class BootTest(unittest.TestCase):
+class BootTest(VMTestCase):
     def boot(self, append="keel.recovery", state="fresh"):
-        vm = VM(append=append, state=state)
-        self.addCleanup(vm.cleanup)
-        vm.start()
-        self.addCleanup(vm.stop)
-        self.vms = getattr(self, "vms", []) + [vm]
-        return vm
+        return super().boot(append=append, state=state)
 
-    def run(self, result=None):
-        # On failure print the console of every VM the test booted.
-        result = super().run(result)
-        if result and (result.failures or result.errors):
-            for vm in getattr(self, "vms", []):
-                sys.stderr.write(f"\n---- console of {vm.tmp} ----\n{vm.console()}\n---- end ----\n")
-        return result
 
     def test_boot_harden_persist_poweroff(self):
         vm = self.boot()

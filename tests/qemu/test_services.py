@@ -6,27 +6,12 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from vm import VM, disk_cat, disk_mkdir, disk_write  # noqa: E402
+from vm import VMTestCase, disk_cat, disk_mkdir, disk_write  # noqa: E402
 
 DEFAULT_SERVICES = ["console", "network", "ntp", "syslog"]
 
 
-class ServicesTest(unittest.TestCase):
-    def boot(self, state="fresh"):
-        vm = VM(append="keel.autologin", state=state)
-        self.addCleanup(vm.cleanup)
-        vm.start()
-        self.addCleanup(vm.stop)
-        self.vms = getattr(self, "vms", []) + [vm]
-        return vm
-
-    def run(self, result=None):
-        result = super().run(result)
-        if result and (result.failures or result.errors):
-            for vm in getattr(self, "vms", []):
-                sys.stderr.write(f"\n---- console of {vm.tmp} ----\n{vm.console()}\n---- end ----\n")
-        return result
-
+class ServicesTest(VMTestCase):
     def services(self, vm):
         code, out = vm.run("keel service list")
         self.assertEqual(code, 0, out)

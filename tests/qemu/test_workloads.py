@@ -8,15 +8,10 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from vm import VM  # noqa: E402
+from vm import VMTestCase  # noqa: E402
 
 
-class WorkloadsTest(unittest.TestCase):
-    def run(self, result=None):
-        result = super().run(result)
-        if result and (result.failures or result.errors) and getattr(self, "vm", None):
-            sys.stderr.write(f"\n---- console ----\n{self.vm.console()}\n---- end ----\n")
-        return result
+class WorkloadsTest(VMTestCase):
 
     def ps(self, all_=True):
         code, out = self.vm.run("keel ps" + (" -a" if all_ else ""))
@@ -33,10 +28,7 @@ class WorkloadsTest(unittest.TestCase):
         return {m.group(1): m.group(2) for m in re.finditer(r"^yes\s+(\S+)\s+running\s+(\d+)", out, re.M)}
 
     def test_workloads(self):
-        vm = self.vm = VM(append="keel.autologin")
-        self.addCleanup(vm.cleanup)
-        vm.start()
-        self.addCleanup(vm.stop)
+        vm = self.vm = self.boot()
         vm.wait_for(r"keel: system ready in")
         vm.shell()
         self.assertIn("user-runtime", self.service_pids())

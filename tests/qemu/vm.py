@@ -12,7 +12,9 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
+import unittest
 import uuid
 
 import pexpect
@@ -174,3 +176,23 @@ class VM:
         out = "\n".join(l for l in lines if not re.fullmatch(r"\s*(\x1b\[6n)?", l)).strip()
         out = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", out)
         return int(self.child.match.group(1)), out
+
+
+class VMTestCase(unittest.TestCase):
+    """A test that boots the real image. boot() starts a VM that is stopped and removed after
+    the test; a failing test prints the console of every VM it booted."""
+
+    def boot(self, append="keel.autologin", state="fresh", **kw):
+        vm = VM(append=append, state=state, **kw)
+        self.addCleanup(vm.cleanup)
+        vm.start()
+        self.addCleanup(vm.stop)
+        self.vms = getattr(self, "vms", []) + [vm]
+        return vm
+
+    def run(self, result=None):
+        result = super().run(result)
+        if result and (result.failures or result.errors):
+            for vm in getattr(self, "vms", []):
+                sys.stderr.write(f"\n---- console of {vm.tmp} ----\n{vm.console()}\n---- end ----\n")
+        return result
