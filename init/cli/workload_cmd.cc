@@ -59,8 +59,9 @@ static const char* kRunUsage = R"(usage: keel run [OPTIONS] IMAGE [COMMAND [ARG.
 
   --name NAME        a name (default: a random one)
   -d, --detach       run in the background; print the name
-  -i, -t, -it        interactive, on a terminal: this terminal becomes its
+  -it                interactive, on a terminal: this terminal becomes its
                      (a pty); its output then goes here only, not to keel logs
+  -i                 it reads this command's stdin (a pipe, a file) as its own
   --rm               remove the workload when it exits
   -e, --env K=V      an environment variable (repeatable)
   -v, --volume HOST:CONTAINER[:ro]
@@ -105,7 +106,7 @@ static int attach(const std::string& name, uint64_t next) {
 
 int run_main(const std::vector<std::string>& args) {
     json req = {{"cmd", "run"}};
-    bool detach = false, rm = false, tty = false;
+    bool detach = false, rm = false, tty = false, interactive = false;
     std::vector<std::string> env, volumes, caps;
     size_t i = 0;
     auto value = [&](const std::string& opt) -> std::optional<std::string> {
@@ -124,8 +125,9 @@ int run_main(const std::vector<std::string>& args) {
         if (opt == "-d" || opt == "--detach") detach = true;
         else if (opt == "--rm") rm = true;
         else if (opt == "--read-only") req["read_only"] = true;
-        else if (opt == "-it" || opt == "-ti" || opt == "-i" || opt == "-t" || opt == "--interactive" || opt == "--tty")
-            tty = true;
+        else if (opt == "-it" || opt == "-ti") tty = interactive = true;
+        else if (opt == "-t" || opt == "--tty") tty = true;
+        else if (opt == "-i" || opt == "--interactive") interactive = true;
         else {
             auto v = value(opt);
             if (!v) return fail("run: " + opt + " needs a value", 2);
@@ -167,10 +169,13 @@ int run_main(const std::vector<std::string>& args) {
     // In the foreground the CLI removes it itself, after reading its last output.
     req["rm"] = rm && detach;
     if (tty && detach) return fail("run: -it and -d do not go together (keel exec -it attaches to a running one)", 2);
-    if (tty && !::isatty(0)) return fail("run -it: the input is not a terminal", 2);
+    if (tty && !::isatty(0)) return fail("run -t: the input is not a terminal (-i alone passes it as it is)", 2);
+    if (interactive && detach) return fail("run: -i and -d do not go together", 2);
     req["tty"] = tty;
+    // -i without -t: the workload reads this process's stdin itself (the descriptor travels).
+    req["stdin"] = interactive && !tty;
     Fd master;
-    auto r = user_request(req, -1, &master);
+    auto r = user_request(req, interactive && !tty ? 0 : -1, &master);
     if (!r) return fail(r.error().str(), 125);
     if (tty && !master) return fail("run -it: keeld sent no terminal", 125);
     std::string name = (*r)["name"].get<std::string>();
@@ -194,19 +199,22 @@ int run_main(const std::vector<std::string>& args) {
 // keel exec [-e K=V] NAME COMMAND...: its output as it comes, then its exit code.
 int exec_main(const std::vector<std::string>& args) {
     size_t i = 0;
-    bool tty = false;
+    bool tty = false, interactive = false;
     std::vector<std::string> env;
     for (; i < args.size() && args[i].size() > 1 && args[i][0] == '-'; ++i) {
         if ((args[i] == "-e" || args[i] == "--env") && i + 1 < args.size()) env.push_back(args[++i]);
-        else if (args[i] == "-it" || args[i] == "-ti" || args[i] == "-i" || args[i] == "-t") tty = true;
+        else if (args[i] == "-it" || args[i] == "-ti" || args[i] == "-t") tty = true;
+        else if (args[i] == "-i") interactive = true;
         else return fail("exec: unknown option " + args[i], 2);
     }
     if (i + 2 > args.size()) return fail("usage: keel exec [-it] [-e K=V] NAME COMMAND [ARG...]", 2);
-    if (tty && !::isatty(0)) return fail("exec -it: the input is not a terminal", 2);
+    if (tty && !::isatty(0)) return fail("exec -t: the input is not a terminal (-i alone passes it as it is)", 2);
     std::string name = args[i];
     std::vector<std::string> cmd(args.begin() + long(i) + 1, args.end());
     Fd master;
-    auto r = user_request({{"cmd", "exec"}, {"name", name}, {"command", cmd}, {"env", env}, {"tty", tty}}, -1, &master);
+    bool pass_stdin = interactive && !tty;
+    auto r = user_request({{"cmd", "exec"}, {"name", name}, {"command", cmd}, {"env", env}, {"tty", tty}, {"stdin", pass_stdin}},
+                          pass_stdin ? 0 : -1, &master);
     if (!r) return fail(r.error().str(), 125);
     if (master) proxy_terminal(master.get());
     int id = (*r)["exec"].get<int>();

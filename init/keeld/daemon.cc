@@ -201,6 +201,12 @@ void Daemon::start(Service& s) noexcept {
             spec->stdin_.fd = spec->stdout_.fd = spec->stderr_.fd = tty.get();
             spec->terminal = true;
         }
+        // `keel run -i`: it reads the CLI's own stdin (a pipe, a file), passed with the request.
+        Fd in = std::move(s.stdin_fd);
+        if (in) {
+            spec->stdin_.kind = runtime::Stdio::Kind::fd;
+            spec->stdin_.fd = in.get();
+        }
         // ready: notify — the service writes "READY" to fd 3 (KEEL_NOTIFY_FD) when it is.
         Fd notify_rd, notify_wr;
         if (s.spec->ready == service::ReadyKind::notify) {

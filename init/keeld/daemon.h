@@ -67,6 +67,7 @@ struct Service {
     bool workload = false;
     bool auto_remove = false;   // --rm: removed once it has exited
     Fd tty_slave, tty_master;   // -it: the pty its first start gets as stdio; the master goes to the CLI
+    Fd stdin_fd;                // -i: the CLI's own stdin, passed with the request, for its first start
     std::string image;          // as given to `keel run`
     std::string image_id;       // what it resolved to in the store
     std::string rootfs_dir;     // its overlay mount
@@ -160,6 +161,7 @@ class Daemon {
     };
     std::map<int, Client> clients_;
     Fd reply_fd_; // passed with the reply being sent (a pty master), then closed here
+    Fd take_client_fd(); // the oldest descriptor the current client passed, or none
     gid_t admin_gid_ = gid_t(-1); // the `keel` group: may use the control socket
     YAML::Node config_; // the effective configuration
     std::string config_error_; // the overlay's, when it is not the one in use

@@ -189,6 +189,14 @@ Result<std::string> Daemon::create_workload(const json& req) {
     s.image_id = found->id;
     s.rootfs_dir = dir + "/rootfs";
     s.auto_remove = req.value("rm", false);
+    if (req.value("stdin", false)) {
+        s.stdin_fd = take_client_fd();
+        if (!s.stdin_fd) {
+            (void)::umount2((dir + "/rootfs").c_str(), MNT_DETACH);
+            (void)image::remove_tree(dir);
+            return plain_error("-i: no input was passed with the request");
+        }
+    }
     if (req.value("tty", false)) {
         auto pty = open_pty();
         if (!pty) {
@@ -313,6 +321,14 @@ json Daemon::start_exec(const json& req) {
     spec->stdin_.kind = runtime::Stdio::Kind::null;
     spec->stdout_.kind = spec->stderr_.kind = runtime::Stdio::Kind::fd;
     spec->stdout_.fd = spec->stderr_.fd = wr.get();
+    Fd in;
+    if (req.value("stdin", false)) {
+        // -i: the CLI's own stdin.
+        in = take_client_fd();
+        if (!in) return error("exec -i: no input was passed with the request");
+        spec->stdin_.kind = runtime::Stdio::Kind::fd;
+        spec->stdin_.fd = in.get();
+    }
     std::optional<Pty> pty;
     if (req.value("tty", false)) {
         // -it: a pty as its stdio; the master goes to the CLI with the reply, the output
@@ -431,6 +447,14 @@ json image_json(const image::Image& img) {
 
 } // namespace
 
+Fd Daemon::take_client_fd() {
+    auto c = clients_.find(current_client_);
+    if (c == clients_.end() || c->second.fds.empty()) return Fd();
+    Fd f = std::move(c->second.fds.front());
+    c->second.fds.erase(c->second.fds.begin());
+    return f;
+}
+
 json Daemon::handle_image(const std::string& cmd, const json& req) {
     if (cfg_.instance != "user" || !images_) return error("images belong to the user runtime (keel image talks to it)");
     if (cmd == "image_list") {
@@ -442,10 +466,8 @@ json Daemon::handle_image(const std::string& cmd, const json& req) {
     }
     if (cmd == "image_import") {
         // The archive comes as a descriptor with the request: the CLI's file system is not ours.
-        auto c = clients_.find(current_client_);
-        if (c == clients_.end() || c->second.fds.empty()) return error("image import: no file was passed with the request");
-        Fd archive = std::move(c->second.fds.front());
-        c->second.fds.erase(c->second.fds.begin());
+        Fd archive = take_client_fd();
+        if (!archive) return error("image import: no file was passed with the request");
         struct stat st{};
         if (::fstat(archive.get(), &st) < 0 || !S_ISREG(st.st_mode)) return error("image import: not a regular file");
         auto imported = images_->import(req.value("file", std::string("archive")), archive.get());

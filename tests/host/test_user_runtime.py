@@ -181,9 +181,18 @@ class UserRuntimeTest(unittest.TestCase):
         child.expect(pexpect.EOF)
         child.close()
         self.assertEqual(child.exitstatus, 4)
-        # Not on a terminal: refused with the reason, nothing started.
+        # -i without a terminal: the workload reads the CLI's own stdin (the descriptor travels).
+        env = dict(os.environ, KEEL_USER_SOCKET=self.sock)
+        r = subprocess.run([KEEL, "run", "-i", "--rm", "busybox", "sh", "-c", "wc -l; read x || echo eof"],
+                           input="a\nb\nc\n", capture_output=True, text=True, env=env, timeout=30)
+        self.assertEqual((r.returncode, r.stdout.split()), (0, ["3", "eof"]), r.stderr)
+        r = subprocess.run([KEEL, "exec", "-i", "box", "sh", "-c", "read n; exit $n"], input="5\n",
+                           capture_output=True, text=True, env=env, timeout=30)
+        self.assertEqual(r.returncode, 5, r.stderr)
+        # -t needs a terminal: refused with the reason, nothing started.
         r = self.keel("run", "-it", "busybox", "true")
-        self.assertEqual((r.returncode, r.stderr), (2, "keel: run -it: the input is not a terminal\n"))
+        self.assertEqual((r.returncode, r.stderr),
+                         (2, "keel: run -t: the input is not a terminal (-i alone passes it as it is)\n"))
         self.assertEqual(self.keel("rm", "-f", "box").returncode, 0)
 
     def test_errors(self):
