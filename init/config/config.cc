@@ -73,22 +73,29 @@ bool valid_ipv4(const std::string& s) {
     return ::inet_pton(AF_INET, s.c_str(), &a) == 1;
 }
 
-// One authorized key as sshd reads it: TYPE BASE64 [COMMENT], a modern type, on one line.
-// (Options such as command="..." are not for the configuration to set, and a line break
-// would smuggle in another line: the sshd service writes one key per line.)
-bool public_key_line(const std::string& k) {
-    static const std::vector<std::string> modern = {
-        "ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
-        "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com", "ssh-rsa"};
+// Why one authorized key is not one sshd will take ("" when it is): TYPE BASE64 [COMMENT],
+// an Ed25519 type (the sshd service's OpenSSH is built without OpenSSL: no ECDSA or RSA), on
+// one line. (Options such as command="..." are not for the configuration to set, and a line
+// break would smuggle in another line: the sshd service writes one key per line.)
+std::string public_key_problem(const std::string& k) {
+    static const std::vector<std::string> accepted = {"ssh-ed25519", "sk-ssh-ed25519@openssh.com"};
+    static const std::vector<std::string> without_openssl = {
+        "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "sk-ecdsa-sha2-nistp256@openssh.com",
+        "ssh-rsa"};
+    const std::string shape = "is not a public key (ssh-ed25519 AAAA... [comment])";
     for (char c : k)
-        if (std::iscntrl(static_cast<unsigned char>(c)) && c != '\t') return false;
+        if (std::iscntrl(static_cast<unsigned char>(c)) && c != '\t') return shape;
     auto sp = k.find(' ');
-    if (sp == std::string::npos || std::find(modern.begin(), modern.end(), k.substr(0, sp)) == modern.end())
-        return false;
+    std::string type = k.substr(0, sp);
+    if (std::find(without_openssl.begin(), without_openssl.end(), type) != without_openssl.end())
+        return "is a " + type + " key: Keel's sshd takes Ed25519 keys only (ssh-keygen -t ed25519)";
+    if (sp == std::string::npos || std::find(accepted.begin(), accepted.end(), type) == accepted.end()) return shape;
     auto end = k.find_first_of(" \t", sp + 1);
     std::string blob = k.substr(sp + 1, end == std::string::npos ? std::string::npos : end - sp - 1);
-    return !blob.empty() && blob.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=") ==
-                                std::string::npos;
+    bool base64 = !blob.empty() &&
+                  blob.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=") ==
+                      std::string::npos;
+    return base64 ? "" : shape;
 }
 
 // Checks one value; throws Invalid with `where` (file:line:col: key) in front.
@@ -145,10 +152,11 @@ void check_value(const KeySpec& spec, const YAML::Node& n, const std::string& wh
         break;
     case Type::ssh_keys:
         if (!n.IsSequence()) fail("expected a list of public keys");
-        for (const auto& i : n)
-            if (!public_key_line(i.IsScalar() ? i.as<std::string>() : ""))
-                fail("'" + (i.IsScalar() ? i.as<std::string>().substr(0, 40) : std::string("?")) +
-                     "' is not a public key (ssh-ed25519 AAAA... [comment], ecdsa-sha2-*, ssh-rsa)");
+        for (const auto& i : n) {
+            std::string key = i.IsScalar() ? i.as<std::string>() : "";
+            if (auto problem = public_key_problem(key); !problem.empty())
+                fail("'" + (i.IsScalar() ? key.substr(0, 40) : std::string("?")) + "' " + problem);
+        }
         break;
     }
 }
