@@ -208,7 +208,9 @@ Result<std::string> mount_state(const std::string& label) {
 }
 
 Status mount_state_tmpfs() {
-    if (::mount("state", "/var/lib/keel", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0700") < 0)
+    // 0711, as a state partition's root is searchable: the user runtime, root only in its own
+    // user namespace, reaches /var/lib/keel/user through it (nobody may list it).
+    if (::mount("state", "/var/lib/keel", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0711") < 0)
         return sys_error("mount tmpfs on /var/lib/keel");
     return {};
 }

@@ -101,6 +101,18 @@ class BootTest(VMTestCase):
         vm.send("poweroff")
         vm.wait_exit()
 
+    def test_no_state_disk_runs_everything(self):
+        # On the tmpfs, the user runtime (root only in its user namespace) runs too.
+        vm = self.boot(append="keel.autologin", state="none")
+        vm.wait_for(r"state: .*STATE WILL NOT PERSIST")
+        vm.wait_for(r"keel: system ready in")
+        vm.shell()
+        code, out = vm.run("keel service start user-runtime && keel run --rm busybox echo on-tmpfs", timeout=60)
+        self.assertEqual((code, out.splitlines()[-1:]), (0, ["on-tmpfs"]), out)
+        self.assertNotRegex(vm.run("keel service list")[1], r"(failed|restarting)")
+        vm.send("keel os poweroff")
+        self.assertEqual(vm.wait_exit(), 0)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
