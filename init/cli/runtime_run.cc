@@ -36,7 +36,7 @@ struct Prepared {
     std::string id;
     std::string bundle;
     ContainerSpec spec;
-    std::optional<Pty> pty;
+    Fd console; // process.terminal: the master of the terminal the container made
 };
 
 // Everything that can fail on bad input happens here, before the state directory exists, so a
@@ -65,13 +65,8 @@ Result<Prepared> prepare(const Args& a, const char* cmd, bool attach_terminal) {
     if (p.spec.terminal) {
         if (!attach_terminal && !a.value("console-socket"))
             return plain_error("process.terminal is true: --console-socket is required with " + std::string(cmd));
-        auto pty = open_pty();
-        if (!pty) return pty.error();
-        p.pty = std::move(*pty);
-        for (auto* s : {&p.spec.stdin_, &p.spec.stdout_, &p.spec.stderr_}) {
-            s->kind = runtime::Stdio::Kind::fd;
-            s->fd = p.pty->slave.get();
-        }
+        // Made inside the container, in its devpts, as runc does: `tty` there names it.
+        p.spec.console = true;
     } else if (a.value("console-socket")) {
         return plain_error("--console-socket given but process.terminal is false");
     }
@@ -115,7 +110,7 @@ Result<Container> launch(RuntimeContext& ctx, Prepared& p, const Args& a, bool h
     }
     auto c = Container::start(p.spec, opts, &why);
     if (!c) return undo(c.error());
-    if (p.pty) p.pty->slave.reset();
+    if (p.spec.console) p.console = c->take_console();
 
     ContainerState st;
     st.id = p.id;
@@ -126,7 +121,7 @@ Result<Container> launch(RuntimeContext& ctx, Prepared& p, const Args& a, bool h
     st.created = runtime::state::now_rfc3339();
     Status s = ctx.store.save(st);
     if (s) s = write_pid_file(a, c->pid());
-    if (s && p.pty && a.value("console-socket")) s = send_console(*a.value("console-socket"), p.pty->master.get());
+    if (s && p.console && a.value("console-socket")) s = send_console(*a.value("console-socket"), p.console.get());
     if (!s) {
         (void)c->stop(SIGKILL, std::chrono::milliseconds(0));
         (void)c->cleanup();
@@ -140,42 +135,42 @@ Result<Container> launch(RuntimeContext& ctx, Prepared& p, const Args& a, bool h
 int supervise(Container& c, Prepared& p, const sigset_t& forwarded) {
     Fd sigfd(::signalfd(-1, &forwarded, SFD_CLOEXEC | SFD_NONBLOCK));
     std::optional<RawMode> raw;
-    if (p.pty) {
+    if (p.console) {
         raw.emplace(0);
-        copy_window_size(0, p.pty->master.get());
+        copy_window_size(0, p.console.get());
     }
-    bool stdin_open = p.pty.has_value();
+    bool stdin_open = bool(p.console);
     for (;;) {
         pollfd fds[4] = {{c.pidfd(), POLLIN, 0}, {sigfd.get(), POLLIN, 0}, {-1, POLLIN, 0}, {-1, POLLIN, 0}};
-        if (p.pty) {
-            fds[2].fd = p.pty->master.get();
+        if (p.console) {
+            fds[2].fd = p.console.get();
             fds[3].fd = stdin_open ? 0 : -1;
         }
         if (::poll(fds, 4, -1) < 0 && errno != EINTR) break;
         if (fds[1].revents & POLLIN) {
             signalfd_siginfo si{};
             while (::read(sigfd.get(), &si, sizeof si) == sizeof si) {
-                if (si.ssi_signo == SIGWINCH && p.pty) copy_window_size(0, p.pty->master.get());
+                if (si.ssi_signo == SIGWINCH && p.console) copy_window_size(0, p.console.get());
                 else (void)c.signal(static_cast<int>(si.ssi_signo));
             }
         }
         char buf[8192];
         if (fds[2].revents & (POLLIN | POLLHUP)) {
-            ssize_t n = ::read(p.pty->master.get(), buf, sizeof buf);
+            ssize_t n = ::read(p.console.get(), buf, sizeof buf);
             if (n > 0) (void)!::write(1, buf, static_cast<size_t>(n));
         }
         if (fds[3].revents & (POLLIN | POLLHUP)) {
             ssize_t n = ::read(0, buf, sizeof buf);
             if (n <= 0) stdin_open = false;
-            else (void)!::write(p.pty->master.get(), buf, static_cast<size_t>(n));
+            else (void)!::write(p.console.get(), buf, static_cast<size_t>(n));
         }
         if (fds[0].revents & POLLIN) break;
     }
-    if (p.pty) {
+    if (p.console) {
         // Drain what the container wrote before it exited.
         char buf[8192];
-        ::fcntl(p.pty->master.get(), F_SETFL, O_NONBLOCK);
-        for (ssize_t n; (n = ::read(p.pty->master.get(), buf, sizeof buf)) > 0;)
+        ::fcntl(p.console.get(), F_SETFL, O_NONBLOCK);
+        for (ssize_t n; (n = ::read(p.console.get(), buf, sizeof buf)) > 0;)
             (void)!::write(1, buf, static_cast<size_t>(n));
     }
     auto st = c.wait();

@@ -1,6 +1,6 @@
-// Terminals for containers with process.terminal: a pty pair whose slave becomes the
-// container's stdio and controlling terminal; the master stays with the caller (proxied by
-// `run`, or handed to --console-socket by `create`, as runc does).
+// Terminals for containers with process.terminal: the container makes its own pty in its
+// devpts (ContainerSpec::console); the master comes back to the caller, to be proxied by `run`
+// and `keel run -it`, or handed to --console-socket by `create`, as runc does.
 #pragma once
 
 #include <termios.h>
@@ -9,12 +9,8 @@
 
 #include "common/error.h"
 #include "common/fd.h"
-#include "common/pty.h"
 
 namespace keel::cli {
-
-using keel::Pty;
-using keel::open_pty;
 
 // Sends the pty master over a unix socket with SCM_RIGHTS.
 Status send_console(const std::string& socket_path, int master);

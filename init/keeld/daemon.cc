@@ -193,14 +193,9 @@ void Daemon::start(Service& s) noexcept {
         spec->stdin_.kind = runtime::Stdio::Kind::null;
         spec->stdout_.kind = spec->stderr_.kind = runtime::Stdio::Kind::fd;
         spec->stdout_.fd = spec->stderr_.fd = wr.get();
-        // `keel run -it`: the pty is its stdio and controlling terminal; the CLI holds the
-        // master, so what it prints goes there and not to the log.
-        Fd tty = std::move(s.tty_slave);
-        if (tty) {
-            spec->stdin_.kind = runtime::Stdio::Kind::fd;
-            spec->stdin_.fd = spec->stdout_.fd = spec->stderr_.fd = tty.get();
-            spec->terminal = true;
-        }
+        // `keel run -it`: a terminal made in the container is its stdio and controlling
+        // terminal; the CLI holds the master, so what it prints goes there and not to the log.
+        spec->console = std::exchange(s.tty, false);
         // `keel run -i`: it reads the CLI's own stdin (a pipe, a file), passed with the request.
         Fd in = std::move(s.stdin_fd);
         if (in) {
@@ -234,6 +229,7 @@ void Daemon::start(Service& s) noexcept {
             s.notify_rd = std::move(notify_rd);
         }
         s.pending = std::move(*spawned);
+        if (spec->console) s.tty_master = s.pending->take_console();
         s.state = State::starting;
         s.started_ms = now_ms();
         watch(s.pending->fd(), tag(kSpawn, s.pending->fd()));

@@ -66,7 +66,8 @@ struct Service {
     // A workload of the user instance (`keel run`), rather than a service file's service.
     bool workload = false;
     bool auto_remove = false;   // --rm: removed once it has exited
-    Fd tty_slave, tty_master;   // -it: the pty its first start gets as stdio; the master goes to the CLI
+    bool tty = false;           // -it: its first start makes a terminal in the container (spec.console)
+    Fd tty_master;              // ... whose master goes to the CLI with the `run` reply
     Fd stdin_fd;                // -i: the CLI's own stdin, passed with the request, for its first start
     std::string image;          // as given to `keel run`
     std::string image_id;       // what it resolved to in the store

@@ -16,7 +16,6 @@
 
 #include "common/fd.h"
 #include "common/log.h"
-#include "common/pty.h"
 #include "common/strings.h"
 #include "image/fs.h"
 #include "keeld/daemon.h"
@@ -197,16 +196,7 @@ Result<std::string> Daemon::create_workload(const json& req) {
             return plain_error("-i: no input was passed with the request");
         }
     }
-    if (req.value("tty", false)) {
-        auto pty = open_pty();
-        if (!pty) {
-            (void)::umount2((dir + "/rootfs").c_str(), MNT_DETACH);
-            (void)image::remove_tree(dir);
-            return wrap("-t", pty.error());
-        }
-        s.tty_slave = std::move(pty->slave);
-        s.tty_master = std::move(pty->master);
-    }
+    s.tty = req.value("tty", false);
     s.created_unix = unix_now();
     s.spec = std::move(sp);
     s.log = std::make_unique<LogBuffer>(cfg_.state_dir + "/log/" + name + ".log");
@@ -329,17 +319,9 @@ json Daemon::start_exec(const json& req) {
         spec->stdin_.kind = runtime::Stdio::Kind::fd;
         spec->stdin_.fd = in.get();
     }
-    std::optional<Pty> pty;
-    if (req.value("tty", false)) {
-        // -it: a pty as its stdio; the master goes to the CLI with the reply, the output
-        // with it, and exec_output reports only the exit.
-        auto made = open_pty();
-        if (!made) return error("exec -t: " + made.error().str());
-        pty = std::move(*made);
-        spec->stdin_.kind = runtime::Stdio::Kind::fd;
-        spec->stdin_.fd = spec->stdout_.fd = spec->stderr_.fd = pty->slave.get();
-        spec->terminal = true;
-    }
+    // -it: a terminal made in the workload's own devpts as its stdio; the master goes to the
+    // CLI with the reply, the output with it, and exec_output reports only the exit.
+    spec->console = req.value("tty", false);
     runtime::StartOptions opts;
     opts.die_with_parent = false;
     runtime::StartError why;
@@ -354,8 +336,9 @@ json Daemon::start_exec(const json& req) {
     e.out = std::move(rd);
     watch(e.container.pidfd(), (uint64_t(8) << 32) | uint32_t(e.container.pidfd()));
     watch(e.out.get(), (uint64_t(8) << 32) | uint32_t(e.out.get()));
-    if (pty) reply_fd_ = std::move(pty->master);
-    return {{"ok", true}, {"exec", id}, {"tty", bool(pty)}};
+    bool tty = spec->console;
+    if (tty) reply_fd_ = e.container.take_console();
+    return {{"ok", true}, {"exec", id}, {"tty", tty}};
 }
 
 void Daemon::on_exec_event(int fd) noexcept {

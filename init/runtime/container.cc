@@ -55,7 +55,7 @@ namespace {
 // What the child reports. A fixed layout: the child writes it with one send() and no
 // allocation on the way out.
 struct Report {
-    enum Kind : int32_t { failed = 1, ready = 2 };
+    enum Kind : int32_t { failed = 1, ready = 2, console = 3 };
     int32_t kind = 0;
     int32_t err = 0;
     char stage[32] = {};
@@ -137,9 +137,35 @@ int set_hostname(const ContainerSpec& spec) noexcept {
 int setup_terminal(const ContainerSpec& spec) noexcept {
     // A new session makes the pty on stdin the controlling terminal, so job control and
     // SIGHUP on hang-up work inside.
-    if (!spec.terminal) return 0;
+    if (!spec.terminal && !spec.console) return 0;
     if (::setsid() < 0) return errno;
     if (::ioctl(0, TIOCSCTTY, 0) < 0) return errno;
+    return 0;
+}
+
+// spec.console: a pty from the container's own /dev/ptmx; the master goes to the parent on the
+// report socket, the slave (returned in *slave) becomes stdio. The ptmx is checked to be one (a
+// character device that has a pty number), whatever the container's /dev holds.
+int open_console(const ChildArgs& a, int* slave) noexcept {
+    Fd master(::open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC));
+    if (!master) return errno;
+    struct stat st{};
+    unsigned number = 0;
+    int unlock = 0;
+    if (::fstat(master.get(), &st) < 0 || !S_ISCHR(st.st_mode) || ::ioctl(master.get(), TIOCGPTN, &number) < 0)
+        return ENOTTY;
+    if (::ioctl(master.get(), TIOCSPTLCK, &unlock) < 0) return errno;
+    // Through the master, without a path lookup in the container's /dev/pts.
+    int s = ::ioctl(master.get(), TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (s < 0) return errno;
+    Report r;
+    r.kind = Report::console;
+    if (send_with_fd(a.report_fd, &r, sizeof r, master.get()) < 0) {
+        int e = errno;
+        ::close(s);
+        return e;
+    }
+    *slave = s;
     return 0;
 }
 
@@ -187,6 +213,11 @@ int hold_until_started(const ChildArgs& a) noexcept {
 
     int keep[2] = {a.report_fd, a.opts->hold_fd};
     int stdio[3] = {a.stdio[0], a.stdio[1], a.stdio[2]};
+    if (spec.console) {
+        int slave = -1;
+        CHILD_ERRNO("open-console", open_console(a, &slave), "/dev/ptmx");
+        stdio[0] = stdio[1] = stdio[2] = slave;
+    }
     CHILD_ERRNO("set-stdio", process::install_fds(stdio, spec.extra_fds, keep, 2), "dup2");
     // The report socket and exec fifo may have moved out of the way of the target fds.
     ChildArgs moved = a;
@@ -420,6 +451,23 @@ Result<PendingStart> Container::spawn(const ContainerSpec& spec, const StartOpti
         if (auto s = ns::write_id_maps(pid, spec); !s) return abort_child("write-id-maps", s.error());
         if (::write(sync_wr.get(), "1", 1) != 1) return abort_child("setup", sys_error("release child"));
         sync_wr.reset();
+    }
+
+    if (spec.console) {
+        // The child's first report is its terminal (or why it has none).
+        Report r;
+        std::vector<Fd> fds;
+        ssize_t n;
+        do n = recv_with_fds(report_rd.get(), &r, sizeof r, fds, 1);
+        while (n < 0 && errno == EINTR);
+        if (n == ssize_t(sizeof r) && r.kind == Report::console && fds.size() == 1) {
+            c.console_ = std::move(fds[0]);
+        } else if (n == ssize_t(sizeof r) && r.kind == Report::failed) {
+            r.stage[sizeof r.stage - 1] = r.detail[sizeof r.detail - 1] = '\0';
+            return abort_child(r.stage, sys_error(r.detail, r.err));
+        } else {
+            return abort_child("open-console", plain_error("the container sent no terminal"));
+        }
     }
 
     PendingStart p;

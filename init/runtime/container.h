@@ -51,7 +51,8 @@ class Container {
                                    StartError* why = nullptr);
     // The same in two halves, for event loops that start many containers at once: spawn()
     // returns as soon as the child runs (its setup and exec go on in parallel), and the
-    // PendingStart's fd becomes readable when the child has exec'd or failed.
+    // PendingStart's fd becomes readable when the child has exec'd or failed. With
+    // spec.console, spawn() first waits for the child's terminal (its root set up).
     static Result<PendingStart> spawn(const ContainerSpec& spec, const StartOptions& opts = {},
                                       StartError* why = nullptr);
 
@@ -70,6 +71,8 @@ class Container {
     Status cleanup();
     // Gives up ownership without waiting (OCI create: the process outlives us).
     void detach();
+    // spec.console: the master of the terminal the container made for itself (once).
+    Fd take_console() { return std::move(console_); }
 
   private:
     friend class PendingStart;
@@ -77,6 +80,7 @@ class Container {
     Fd pidfd_;
     std::string cgroup_;
     bool reaped_ = false;
+    Fd console_;
 };
 
 class PendingStart {
@@ -86,6 +90,7 @@ class PendingStart {
     PendingStart& operator=(PendingStart&&) = default;
     int fd() const { return report_.get(); } // readable once finish() will not block
     pid_t pid() const { return c_.pid(); }
+    Fd take_console() { return c_.take_console(); }
     // The started container, or the stage that failed (then nothing is left behind).
     Result<Container> finish(StartError* why = nullptr);
 

@@ -109,6 +109,12 @@ struct ContainerSpec {
     std::optional<mode_t> umask;
     bool no_new_privileges = true;
     bool terminal = false; // a pty is allocated by the caller and passed as stdio
+    // A terminal made inside the container, as runc's console socket does: the child opens
+    // the container's own /dev/ptmx (its devpts) once its root is set up, the slave becomes
+    // its stdio and controlling terminal, and the master comes back as
+    // Container::take_console(). So the terminal's name (/dev/pts/N) exists in there, and
+    // `tty` or ttyname() work. The stdio fields are not used.
+    bool console = false;
     Capabilities caps;
     std::vector<Rlimit> rlimits;
     std::optional<int> oom_score_adj;

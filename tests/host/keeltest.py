@@ -32,7 +32,7 @@ import unittest
 BUSYBOX_APPLETS = [
     "sh", "true", "false", "cat", "echo", "ls", "sleep", "mount", "umount", "id", "hostname",
     "env", "ps", "kill", "mkdir", "rm", "touch", "test", "[", "grep", "head", "wc", "stat",
-    "readlink", "pwd", "uname",
+    "readlink", "pwd", "uname", "tty", "stty",
 ]
 
 CAP_NUMBERS = {

@@ -240,6 +240,23 @@ class OciCliTest(keeltest.ContainerTestCase):
         self.assertEqual(r.returncode, 5, repr(r))
         self.assertNothingLeft(cid)
 
+    def test_run_terminal_is_made_in_the_container(self):
+        # process.terminal: a pty of the container's own devpts, as runc makes it, so its name
+        # exists in there; the runtime proxies it, with the window size and the exit code.
+        import pexpect
+        bundle = self.bundle("/bin/sh", "-c", 'tty; [ -c "$(tty)" ] && echo name-exists; stty size; exit 7')
+        bundle.config["process"]["terminal"] = True
+        bundle.save()
+        cid = self.new_id()
+        argv = self.runtime.argv("run", "--bundle", bundle.path, cid)
+        child = pexpect.spawn(argv[0], argv[1:], encoding="utf-8", timeout=20, dimensions=(30, 90))
+        child.expect(pexpect.EOF)
+        child.close()
+        out = child.before.replace("\r", "")
+        self.assertEqual(child.exitstatus, 7, out)
+        self.assertEqual(out.split("\n")[:3], ["/dev/pts/0", "name-exists", "30 90"], out)
+        self.assertNothingLeft(cid)
+
     def test_run_detached(self):
         bundle = self.bundle("/bin/probe", "sleep", "100")
         cid = self.new_id()

@@ -156,10 +156,11 @@ class UserRuntimeTest(unittest.TestCase):
         # run -it: this terminal is the workload's; keys reach it, its exit code comes back.
         child = pexpect.spawn(KEEL, ["run", "-it", "--rm", "--name", "tty1", "busybox", "sh"], env=env,
                               encoding="utf-8", timeout=20, dimensions=(40, 100))
-        child.sendline("echo $((6*7)); [ -t 0 ] && [ -t 1 ] && echo on-a-tty; stty size")
+        child.sendline("echo $((6*7)); [ -t 0 ] && [ -t 1 ] && echo on-a-tty; stty size; tty")
         child.expect("42")
         child.expect("on-a-tty")
         child.expect("40 100")  # the window size followed
+        child.expect("/dev/pts/0\r\n")  # made in the workload's own devpts: its name exists there
         # ^C is a key for the workload's terminal: it interrupts the foreground job in there.
         child.sendline("sleep 100")
         subprocess.run(["sleep", "1"])  # sleep in the foreground: ^C before that would go to sh
@@ -174,9 +175,10 @@ class UserRuntimeTest(unittest.TestCase):
         # exec -it into a running workload: its namespaces, a terminal of its own.
         self.assertEqual(self.keel("run", "-d", "--name", "box", "busybox", "sleep", "1000").returncode, 0)
         child = pexpect.spawn(KEEL, ["exec", "-it", "box", "sh"], env=env, encoding="utf-8", timeout=20)
-        child.sendline("ps -o pid,comm | grep -c sleep; [ -t 0 ] && echo on-a-tty")
+        child.sendline("ps -o pid,comm | grep -c sleep; [ -t 0 ] && echo on-a-tty; tty")
         child.expect("1\r\n")
         child.expect("on-a-tty")
+        child.expect("/dev/pts/0\r\n")
         child.sendline("exit 4")
         child.expect(pexpect.EOF)
         child.close()

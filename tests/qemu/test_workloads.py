@@ -49,11 +49,12 @@ class WorkloadsTest(VMTestCase):
         code, out = vm.run("keel run busybox true; keel ps -a")
         self.assertNotIn("--rm", out)
         # -it from the serial console: what is typed reaches the workload, its exit code comes back.
-        vm.send("keel run -it --rm busybox sh -c 'read x; echo got-$x; [ -t 0 ] && echo on-a-tty; exit 5'; echo rc=$?")
+        vm.send("keel run -it --rm busybox sh -c 'read x; echo got-$x; [ -t 0 ] && echo on-a-tty; echo name-$(tty); exit 5'; echo rc=$?")
         time.sleep(2)
         vm.send("hello")
         vm.wait_for("got-hello")
         vm.wait_for("on-a-tty")
+        vm.wait_for("name-/dev/pts/0")  # the workload's own devpts
         vm.wait_for("rc=5")
 
         # Images: busybox was imported from the OCI archive the image ships, on the first start.
