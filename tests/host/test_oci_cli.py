@@ -257,6 +257,39 @@ class OciCliTest(keeltest.ContainerTestCase):
         self.assertEqual(out.split("\n")[:3], ["/dev/pts/0", "name-exists", "30 90"], out)
         self.assertNothingLeft(cid)
 
+    def test_create_hands_the_terminal_to_the_console_socket(self):
+        # create with process.terminal: the pty master arrives on --console-socket (SCM_RIGHTS)
+        # before create returns; the container's output comes through it once started.
+        import array
+        import socket
+        bundle = self.bundle("/bin/sh", "-c", "echo name-$(tty); exit 3")
+        bundle.config["process"]["terminal"] = True
+        bundle.save()
+        path = os.path.join(self.tmp, "console.sock")
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(path)
+        listener.listen(1)
+        listener.settimeout(10)
+        self.addCleanup(listener.close)
+        cid = self.create(bundle, "--console-socket", path)
+        conn, _ = listener.accept()
+        fds = array.array("i")
+        msg, anc, _, _ = conn.recvmsg(4096, socket.CMSG_SPACE(fds.itemsize))
+        conn.close()
+        for level, kind, data in anc:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.frombytes(data[:len(data) - len(data) % fds.itemsize])
+        self.assertEqual(len(fds), 1, (msg, anc))
+        master = fds[0]
+        self.addCleanup(os.close, master)
+        self.assertEqual(self.runtime("start", cid).returncode, 0)
+        out = b""
+        while b"\n" not in out:
+            out += os.read(master, 1024)
+        self.assertEqual(out.replace(b"\r", b"").split(b"\n")[0], b"name-/dev/pts/0")
+        self.wait_status(cid, "stopped")
+        self.assertEqual(self.runtime("delete", cid).returncode, 0)
+
     def test_run_detached(self):
         bundle = self.bundle("/bin/probe", "sleep", "100")
         cid = self.new_id()
