@@ -109,7 +109,7 @@ TEST_CASE("seccomp: the default profile resolves capability conditions") {
     CHECK(plain->default_action == "SCMP_ACT_ERRNO");
     CHECK(plain->default_errno == EPERM);
     CHECK(plain->architectures ==
-          std::vector<std::string>{"SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"});
+          std::vector<std::string>{"SCMP_ARCH_X86_64", "SCMP_ARCH_X86"});
     CHECK(allows(*plain, "read"));
     CHECK(allows(*plain, "getpid"));
     CHECK(allows(*plain, "arch_prctl")); // x86_64-only rule, kept on this architecture
@@ -315,4 +315,40 @@ TEST_CASE("seccomp: compile refuses what libseccomp cannot express") {
     redundant.syscalls.push_back(
         SeccompRule{{"no_such_call", "read"}, "SCMP_ACT_ALLOW", std::nullopt, {}});
     CHECK(seccomp::compile(redundant).ok());
+}
+
+TEST_CASE("seccomp: a loaded profile is remembered by content, so an edited file is read again") {
+    char dir[] = "/tmp/keel-seccomp-XXXXXX";
+    REQUIRE(::mkdtemp(dir));
+    std::string path = std::string(dir) + "/p.yml";
+    auto write = [&](const std::string& text) {
+        FILE* f = std::fopen(path.c_str(), "w");
+        REQUIRE(f);
+        std::fputs(text.c_str(), f);
+        std::fclose(f);
+    };
+    write("default_action: SCMP_ACT_ERRNO\nsyscalls:\n  - {names: [read], action: SCMP_ACT_ALLOW}\n");
+    auto first = seccomp::load_profile(path, {});
+    auto again = seccomp::load_profile(path, {});
+    REQUIRE(first.ok());
+    REQUIRE(again.ok());
+    CHECK(again->syscalls.size() == 1);
+    CHECK(again->syscalls[0].names == std::vector<std::string>{"read"});
+    // The same file, capability conditions resolved for another grant: not the cached one.
+    write("default_action: SCMP_ACT_ERRNO\nsyscalls:\n  - {names: [mount], action: SCMP_ACT_ALLOW, caps_any: "
+          "[CAP_SYS_ADMIN]}\n");
+    auto without = seccomp::load_profile(path, {});
+    auto with = seccomp::load_profile(path, {CAP_SYS_ADMIN});
+    REQUIRE(without.ok());
+    REQUIRE(with.ok());
+    CHECK(without->syscalls.empty());
+    REQUIRE(with->syscalls.size() == 1);
+    CHECK(with->syscalls[0].names == std::vector<std::string>{"mount"});
+    // Broken after it loaded once: the error, not the remembered profile.
+    write("default_action: SCMP_ACT_ERRNO\nsyscals: []\n");
+    auto broken = seccomp::load_profile(path, {});
+    CHECK_FALSE(broken.ok());
+    if (!broken.ok()) CHECK(broken.error().str().find("unknown key 'syscals'") != std::string::npos);
+    std::remove(path.c_str());
+    ::rmdir(dir);
 }
