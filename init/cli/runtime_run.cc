@@ -1,6 +1,7 @@
 // `keel runtime create` and `run`: a bundle becomes a container. Both re-execute the runtime
-// from a sealed memfd first (CVE-2019-5736), so what the container's process runs until its
-// exec, and what /proc/PID/exe names, is a copy nobody can write.
+// from a sealed memfd first (CVE-2019-5736), unless its binary is on a read-only mount, so
+// what the container's process runs until its exec, and what /proc/PID/exe names, is a file
+// nobody can write.
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>

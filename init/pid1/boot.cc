@@ -73,6 +73,23 @@ Status mount_early() {
     return {};
 }
 
+Status protect_binary() {
+    // CVE-2019-5736: the keel binary bound read-only on itself, so no process that reaches
+    // it through /proc/PID/exe (a container's, while the runtime sets it up) can write it:
+    // EROFS. The runtime sees the read-only mount and skips its sealed memfd copy.
+    char exe[PATH_MAX];
+    ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return sys_error("readlink /proc/self/exe");
+    exe[n] = '\0';
+    if (::mount(exe, exe, nullptr, MS_BIND, nullptr) < 0) return sys_error(fmt::format("bind {}", exe));
+    if (::mount(nullptr, exe, nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, nullptr) < 0) {
+        Error e = sys_error(fmt::format("make {} read-only", exe));
+        (void)::umount2(exe, MNT_DETACH);
+        return e;
+    }
+    return {};
+}
+
 static std::string release() {
     utsname u{};
     ::uname(&u);

@@ -14,6 +14,8 @@ namespace keel::pid1::boot {
 // /proc, /sys, /dev (devtmpfs), /dev/pts, /dev/shm, /run, /tmp, cgroup2 (nsdelegate),
 // securityfs; / made shared-private as the runtime needs. Mounts already there are kept.
 Status mount_early();
+// Binds the running keel binary read-only on itself (CVE-2019-5736; see the runtime).
+Status protect_binary();
 
 struct ModuleReport {
     std::vector<std::string> loaded, missing, failed; // failed: "name: EINVAL (...)"

@@ -120,7 +120,11 @@ int init_main(int argc, char** argv) noexcept {
         Status m = boot::mount_early();
         ensure_console();
         sys.print(fmt::format("keel: init {} starting{}", KEEL_VERSION, test ? " (test mode)" : ""));
-        con.stage("mounts", m ? "proc sys dev run tmp cgroup2" : m.error().str());
+        // Not fatal: without it the runtime copies itself to a sealed memfd instead.
+        Status ro = m && !test ? boot::protect_binary() : Status{};
+        con.stage("mounts", m ? std::string("proc sys dev run tmp cgroup2") +
+                                    (test ? "" : ro ? "; keel binary read-only" : "; " + ro.error().str())
+                              : m.error().str());
         if (!m) fatal = "mounting the pseudo-filesystems failed: " + m.error().str();
 
         const char* env_cmdline = test ? std::getenv("KEEL_CMDLINE") : nullptr;

@@ -16,6 +16,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -563,8 +564,15 @@ bool running_from_sealed_memfd() {
     return seals >= 0 && (seals & F_SEAL_WRITE);
 }
 
+bool running_from_read_only_mount() {
+    Fd exe(::open("/proc/self/exe", O_RDONLY | O_CLOEXEC));
+    struct statvfs sv{};
+    // ST_RDONLY: the mount's flag (a read-only bind) or the filesystem's.
+    return exe && ::fstatvfs(exe.get(), &sv) == 0 && (sv.f_flag & ST_RDONLY);
+}
+
 Status reexec_from_sealed_memfd(char** argv) {
-    if (running_from_sealed_memfd()) return {};
+    if (running_from_sealed_memfd() || running_from_read_only_mount()) return {};
     Fd exe(::open("/proc/self/exe", O_RDONLY | O_CLOEXEC));
     if (!exe) return sys_error("open /proc/self/exe");
     Fd mem(::memfd_create("keel", MFD_CLOEXEC | MFD_ALLOW_SEALING));

@@ -102,9 +102,13 @@ class PendingStart {
 
 // CVE-2019-5736: a container must never be able to write the runtime's binary through
 // /proc/PID/exe. Before starting containers, the runtime re-executes itself from a sealed
-// memfd copy; a no-op when already running from one.
+// memfd copy; a no-op when already running from one, or when its binary is reached through a
+// read-only mount (Keel's image binds /usr/bin/keel read-only on itself at boot: a write
+// through /proc/PID/exe then fails with EROFS, as with runc's read-only bind). The copy costs
+// the binary's size in memory per process, and under emulation most of a `keel runtime run`.
 Status reexec_from_sealed_memfd(char** argv);
 bool running_from_sealed_memfd();
+bool running_from_read_only_mount();
 // Whether this process runs in a user namespace other than the initial one (a nested runtime).
 bool in_child_user_namespace();
 

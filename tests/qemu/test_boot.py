@@ -68,6 +68,13 @@ class BootTest(VMTestCase):
         for key, want in profile.items():
             self.assertEqual(seen.get(key), want, f"sysctl {key}")
 
+        # The keel binary is bound read-only on itself (CVE-2019-5736): not even root writes it,
+        # so the runtime runs it as it is, without a memfd copy (tests/host/test_oci_cli.py).
+        self.assertRegex(vm.run("grep ' /usr/bin/keel ' /proc/mounts")[1], r"^\S+ /usr/bin/keel \S+ ro,")
+        code, out = vm.run("touch /usr/bin/keel")  # (a write would be ETXTBSY: PID 1 runs it)
+        self.assertNotEqual(code, 0)
+        self.assertIn("Read-only file system", out)
+
         self.assertEqual(vm.run("grep -c ' /var/lib/keel ext4 ' /proc/mounts")[1], "1")
         self.assertEqual(vm.run("echo kept-across-poweroff > /var/lib/keel/marker")[0], 0)
         vm.send("poweroff")
