@@ -147,6 +147,7 @@ void Daemon::on_client(int fd) noexcept {
         ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
         clients_.erase(fd);
         std::erase_if(waiters_, [fd](const Waiter& w) { return w.fd == fd; });
+        if (import_ && import_->client == fd) import_->client = -1;
     }
 }
 

@@ -27,7 +27,7 @@ namespace keel::keeld {
 
 namespace {
 
-enum Kind : uint64_t { kSignal = 1, kListen = 2, kClient = 3, kPidfd = 4, kLog = 5, kNotify = 6, kSpawn = 7, kExec = 8 };
+enum Kind : uint64_t { kSignal = 1, kListen = 2, kClient = 3, kPidfd = 4, kLog = 5, kNotify = 6, kSpawn = 7, kExec = 8, kImport = 9 };
 uint64_t tag(Kind k, int fd) { return (uint64_t(k) << 32) | uint32_t(fd); }
 
 int64_t now_ms() {
@@ -591,6 +591,7 @@ int Daemon::run() noexcept {
                         if ((si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) && !shutting_down_) {
                             log::info("stopping all services");
                             shutting_down_ = true;
+                            if (import_) ::kill(import_->pid, SIGKILL); // its tmp/ goes at the next start
                             // Workloads first (they depend on nothing here), then services in
                             // reverse start order.
                             for (auto& [wname, w] : services_)
@@ -604,6 +605,8 @@ int Daemon::run() noexcept {
                     on_client(fd);
                 } else if (k == kExec) {
                     on_exec_event(fd);
+                } else if (k == kImport) {
+                    on_import_event();
                 } else {
                     for (auto& [name, s] : services_) {
                         if (k == kSpawn && s.pending && s.pending->fd() == fd) {

@@ -140,6 +140,17 @@ class Daemon {
     };
     std::vector<Waiter> waiters_;
     int current_client_ = -1;
+    // `keel image import` runs in a child process: unpacking a large image takes long, and
+    // keeld answers everyone else meanwhile. One at a time; the reply goes to the client that
+    // asked once the child has written it and exited.
+    struct Import {
+        pid_t pid = -1;
+        Fd out;          // the child's reply, as JSON, then EOF
+        int client = -1; // -1 once that client has gone
+        std::string reply;
+    };
+    std::optional<Import> import_;
+    void on_import_event() noexcept;
     void finished(const std::string& name) noexcept;
     void expire_waiters(int64_t now) noexcept;
     int next_exec_ = 1;

@@ -4,8 +4,11 @@
 // stop are the system instance's own code.
 #include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -438,6 +441,31 @@ Fd Daemon::take_client_fd() {
     return f;
 }
 
+void Daemon::on_import_event() noexcept {
+    if (!import_) return;
+    try {
+        char buf[8192];
+        ssize_t n;
+        while ((n = ::read(import_->out.get(), buf, sizeof buf)) > 0) import_->reply.append(buf, size_t(n));
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+        unwatch(import_->out.get());
+        int status = 0;
+        pid_t r;
+        do r = ::waitpid(import_->pid, &status, 0);
+        while (r < 0 && errno == EINTR);
+        json reply = json::parse(import_->reply, nullptr, false);
+        if (reply.is_discarded() || !reply.is_object()) {
+            std::string how = r != import_->pid      ? "ended"
+                              : WIFSIGNALED(status) ? fmt::format("was killed by signal {}", WTERMSIG(status))
+                                                    : fmt::format("exited with {}", WEXITSTATUS(status));
+            reply = error(fmt::format("image import: the import process {} without an answer; nothing was added", how));
+        }
+        if (import_->client >= 0 && clients_.count(import_->client)) protocol::send(import_->client, reply);
+    } catch (...) {
+    }
+    import_.reset();
+}
+
 json Daemon::handle_image(const std::string& cmd, const json& req) {
     if (cfg_.instance != "user" || !images_) return error("images belong to the user runtime (keel image talks to it)");
     if (cmd == "image_list") {
@@ -453,14 +481,50 @@ json Daemon::handle_image(const std::string& cmd, const json& req) {
         if (!archive) return error("image import: no file was passed with the request");
         struct stat st{};
         if (::fstat(archive.get(), &st) < 0 || !S_ISREG(st.st_mode)) return error("image import: not a regular file");
-        auto imported = images_->import(req.value("file", std::string("archive")), archive.get());
-        if (!imported) return error(imported.error().str());
-        json out = json::array();
-        for (const auto& img : *imported) out.push_back(image_json(img));
-        return {{"ok", true}, {"images", out}};
+        if (import_) return error("image import: another import is running (one at a time; try again when it is done)");
+        int p[2];
+        if (::pipe2(p, O_CLOEXEC) < 0) return error(sys_error("image import: pipe").str());
+        Fd rd(p[0]), wr(p[1]);
+        std::string file = req.value("file", std::string("archive"));
+        pid_t pid = ::fork();
+        if (pid < 0) return error(sys_error("image import: fork").str());
+        if (pid == 0) {
+            // The child: the store keeps no state in memory, so what it writes is what keeld
+            // reads next. It dies with keeld; an interrupted import leaves only tmp/ behind.
+            ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+            std::string text;
+            try {
+                auto imported = images_->import(file, archive.get());
+                json reply;
+                if (!imported) {
+                    reply = error(imported.error().str());
+                } else {
+                    json out = json::array();
+                    for (const auto& img : *imported) out.push_back(image_json(img));
+                    reply = {{"ok", true}, {"images", out}};
+                }
+                text = reply.dump();
+            } catch (const std::exception& e) {
+                text = error(std::string("image import: ") + e.what()).dump();
+            }
+            for (size_t done = 0; done < text.size();) {
+                ssize_t n = ::write(wr.get(), text.data() + done, text.size() - done);
+                if (n < 0 && errno == EINTR) continue;
+                if (n <= 0) break;
+                done += size_t(n);
+            }
+            ::_exit(0);
+        }
+        wr.reset();
+        ::fcntl(rd.get(), F_SETFL, O_NONBLOCK);
+        watch(rd.get(), (uint64_t(9) << 32) | uint32_t(rd.get())); // kImport
+        import_ = Import{pid, std::move(rd), current_client_, {}};
+        return json(nullptr); // answered by on_import_event
     }
     if (cmd == "image_rm") {
         std::string ref = req.value("name", "");
+        // An import in flight has layers in place that no image names yet.
+        if (import_) return error("image rm: an import is running; try again when it is done");
         auto img = images_->find(ref);
         if (!img) return error(img.error().str());
         // A workload's root is an overlay on the image's layers: they stay while it exists.

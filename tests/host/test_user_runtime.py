@@ -150,6 +150,63 @@ class UserRuntimeTest(unittest.TestCase):
         self.assertEqual(os.listdir(os.path.join(self.state, "images", "layers")), [])
         self.assertIn("no image 'busybox'", self.keel("run", "--rm", "busybox", "true").stderr)
 
+    def big_image(self, name, size):
+        """An OCI archive with one gzip layer holding `size` bytes of zeros: slow to unpack."""
+        import gzip
+        import hashlib
+        import io
+        import json
+        import tarfile
+        sha = lambda b: "sha256:" + hashlib.sha256(b).hexdigest()  # noqa: E731
+        raw = io.BytesIO()
+        with tarfile.open(fileobj=raw, mode="w") as tf:
+            t = tarfile.TarInfo("big")
+            t.size = size
+            tf.addfile(t, io.BytesIO(bytes(size)))
+        layer = raw.getvalue()
+        blob = gzip.compress(layer, compresslevel=1, mtime=0)
+        config = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"]},
+                             "rootfs": {"type": "layers", "diff_ids": [sha(layer)]}}).encode()
+        manifest = json.dumps({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha(config), "size": len(config)},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": sha(blob), "size": len(blob)}],
+        }).encode()
+        index = json.dumps({"schemaVersion": 2, "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": sha(manifest), "size": len(manifest),
+            "annotations": {"org.opencontainers.image.ref.name": name}}]}).encode()
+        path = os.path.join(self.tmp, "big.tar")
+        with tarfile.open(path, "w") as tf:
+            for member, data in [("oci-layout", b'{"imageLayoutVersion": "1.0.0"}'), ("index.json", index),
+                                 *((f"blobs/sha256/{sha(b)[7:]}", b) for b in (config, manifest, blob))]:
+                t = tarfile.TarInfo(member)
+                t.size = len(data)
+                tf.addfile(t, io.BytesIO(data))
+        return path
+
+    def test_import_runs_beside_other_requests(self):
+        # The import runs in a child process: while a slow one unpacks, keeld answers `ps`,
+        # refuses `image rm` (an import has layers no image names yet) and a second import.
+        big = self.big_image("big:latest", 256 << 20)
+        env = dict(os.environ, KEEL_USER_SOCKET=self.sock)
+        importing = subprocess.Popen([KEEL, "image", "import", big], env=env, text=True,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        seen = set()
+        while importing.poll() is None and seen != {"rm", "import"}:
+            r = self.keel("image", "rm", "no-such-image")
+            if "image rm: an import is running; try again when it is done" in r.stderr:
+                seen.add("rm")
+            r = self.keel("image", "import", self.busybox)
+            if "another import is running (one at a time" in r.stderr:
+                seen.add("import")
+            self.assertEqual(self.keel("ps", "-a").returncode, 0)
+        out, err = importing.communicate(timeout=120)
+        self.assertEqual(seen, {"rm", "import"}, "the import finished before keeld was asked anything")
+        self.assertEqual(importing.returncode, 0, err)
+        self.assertRegex(out, r"^imported big:latest \(sha256:[0-9a-f]{12}, 1 layer\)\n$")
+        self.assertIn("big:latest", self.keel("image", "list").stdout)
+        self.assertEqual(self.keel("image", "rm", "big").returncode, 0)
+
     def test_interactive_terminal(self):
         import pexpect
         env = dict(os.environ, KEEL_USER_SOCKET=self.sock, TERM="dumb")
