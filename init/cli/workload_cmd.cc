@@ -177,7 +177,8 @@ int run_main(const std::vector<std::string>& args) {
     Fd master;
     auto r = user_request(req, interactive && !tty ? 0 : -1, &master);
     if (!r) return fail(r.error().str(), 125);
-    if (tty && !master) return fail("run -it: keeld sent no terminal", 125);
+    // -t and no terminal: the start failed before the workload had one; attach says why, and
+    // --rm still removes it.
     std::string name = (*r)["name"].get<std::string>();
     // Started means exec'd (or failed on the way): wait for that, so what follows (an exec,
     // a ps) finds it running.

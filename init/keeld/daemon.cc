@@ -391,7 +391,14 @@ void Daemon::stop(Service& s, int timeout_s) noexcept {
 
 void Daemon::read_log(Service& s) noexcept {
     char buf[8192];
-    for (ssize_t n; s.log_rd && (n = ::read(s.log_rd.get(), buf, sizeof buf)) > 0;) s.log->append(buf, size_t(n));
+    ssize_t n = -1;
+    while (s.log_rd && (n = ::read(s.log_rd.get(), buf, sizeof buf)) > 0) s.log->append(buf, size_t(n));
+    // End of file: no writer is left (the service closed its stdout and stderr, or a workload
+    // with a terminal never had them). epoll would report it again at once, for ever.
+    if (s.log_rd && n == 0) {
+        unwatch(s.log_rd.get());
+        s.log_rd.reset();
+    }
 }
 
 void Daemon::on_exit(Service& s) noexcept {
@@ -591,7 +598,6 @@ int Daemon::run() noexcept {
                         if ((si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) && !shutting_down_) {
                             log::info("stopping all services");
                             shutting_down_ = true;
-                            if (import_) ::kill(import_->pid, SIGKILL); // its tmp/ goes at the next start
                             // Workloads first (they depend on nothing here), then services in
                             // reverse start order.
                             for (auto& [wname, w] : services_)
@@ -633,7 +639,9 @@ int Daemon::run() noexcept {
             expire_waiters(now_ms());
             for (auto name : std::exchange(to_remove_, {})) (void)remove_workload(name, true);
             if (shutting_down_) {
-                bool any = std::any_of(services_.begin(), services_.end(), [](auto& p) { return p.second.has_container || p.second.pending; });
+                // A running import is let finish: killed in the middle of moving a name from
+                // one image to another, it would lose the name.
+                bool any = import_ || std::any_of(services_.begin(), services_.end(), [](auto& p) { return p.second.has_container || p.second.pending; });
                 if (!any) {
                     ::unlink(cfg_.socket.c_str());
                     log::info("all services stopped");

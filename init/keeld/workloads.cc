@@ -8,6 +8,7 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -482,16 +483,25 @@ json Daemon::handle_image(const std::string& cmd, const json& req) {
         struct stat st{};
         if (::fstat(archive.get(), &st) < 0 || !S_ISREG(st.st_mode)) return error("image import: not a regular file");
         if (import_) return error("image import: another import is running (one at a time; try again when it is done)");
+        if (shutting_down_) return error("image import: keeld is stopping");
         int p[2];
         if (::pipe2(p, O_CLOEXEC) < 0) return error(sys_error("image import: pipe").str());
         Fd rd(p[0]), wr(p[1]);
         std::string file = req.value("file", std::string("archive"));
+        pid_t parent = ::getpid();
         pid_t pid = ::fork();
         if (pid < 0) return error(sys_error("image import: fork").str());
         if (pid == 0) {
             // The child: the store keeps no state in memory, so what it writes is what keeld
             // reads next. It dies with keeld; an interrupted import leaves only tmp/ behind.
             ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+            if (::getppid() != parent) ::_exit(1); // keeld was gone before the line above
+            // Only the archive and the reply pipe: not keeld's sockets, other clients' passed
+            // descriptors or the container pidfds, which would outlive their closing in keeld.
+            int keep[2] = {std::min(archive.get(), wr.get()), std::max(archive.get(), wr.get())};
+            if (keep[0] > 3) ::syscall(SYS_close_range, 3U, unsigned(keep[0] - 1), 0);
+            if (keep[1] > keep[0] + 1) ::syscall(SYS_close_range, unsigned(keep[0] + 1), unsigned(keep[1] - 1), 0);
+            ::syscall(SYS_close_range, unsigned(keep[1] + 1), ~0U, 0);
             std::string text;
             try {
                 auto imported = images_->import(file, archive.get());

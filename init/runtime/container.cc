@@ -6,6 +6,8 @@
 #include "runtime/container.h"
 
 #include <fcntl.h>
+#include <linux/magic.h>
+#include <linux/openat2.h>
 #include <linux/sched.h>
 #include <poll.h>
 #include <sched.h>
@@ -16,11 +18,15 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/statvfs.h>
+#include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <climits>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -144,29 +150,58 @@ int setup_terminal(const ContainerSpec& spec) noexcept {
     return 0;
 }
 
-// spec.console: a pty from the container's own /dev/ptmx; the master goes to the parent on the
-// report socket, the slave (returned in *slave) becomes stdio. The ptmx is checked to be one (a
-// character device that has a pty number), whatever the container's /dev holds.
+// spec.console: a pty of the container's own devpts; the master goes to the parent on the
+// report socket, the slave (returned in *slave, owned by the process's user as runc does)
+// becomes stdio. This runs with every privilege in a mount namespace the container may
+// control (an exec): /dev/pts is reached without following a symlink or a magic link and
+// must be a devpts, and its ptmx must be the ptmx device (5:2).
 int open_console(const ChildArgs& a, int* slave) noexcept {
-    Fd master(::open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC));
+    open_how how{};
+    how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
+    how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+    Fd pts(static_cast<int>(::syscall(SYS_openat2, AT_FDCWD, "/dev/pts", &how, sizeof how)));
+    if (!pts) return errno;
+    struct statfs sf{};
+    if (::fstatfs(pts.get(), &sf) < 0 || sf.f_type != DEVPTS_SUPER_MAGIC) return ENOTTY;
+    how.flags = O_RDWR | O_NOCTTY | O_CLOEXEC;
+    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
+    Fd master(static_cast<int>(::syscall(SYS_openat2, pts.get(), "ptmx", &how, sizeof how)));
     if (!master) return errno;
     struct stat st{};
     unsigned number = 0;
     int unlock = 0;
-    if (::fstat(master.get(), &st) < 0 || !S_ISCHR(st.st_mode) || ::ioctl(master.get(), TIOCGPTN, &number) < 0)
+    if (::fstat(master.get(), &st) < 0 || !S_ISCHR(st.st_mode) || major(st.st_rdev) != 5 || minor(st.st_rdev) != 2 ||
+        ::ioctl(master.get(), TIOCGPTN, &number) < 0)
         return ENOTTY;
     if (::ioctl(master.get(), TIOCSPTLCK, &unlock) < 0) return errno;
     // Through the master, without a path lookup in the container's /dev/pts.
-    int s = ::ioctl(master.get(), TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
-    if (s < 0) return errno;
+    Fd s(static_cast<int>(::ioctl(master.get(), TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC)));
+    if (!s) return errno;
+    // A program that opens its terminal again by name (su, screen, tmux) needs it to be its
+    // user's. The ids are the container's; in a user namespace they are mapped ones.
+    if (a.spec->uid != 0 && ::fchown(s.get(), a.spec->uid, a.spec->gid) < 0) return errno;
     Report r;
     r.kind = Report::console;
-    if (send_with_fd(a.report_fd, &r, sizeof r, master.get()) < 0) {
-        int e = errno;
-        ::close(s);
-        return e;
+    if (send_with_fd(a.report_fd, &r, sizeof r, master.get()) < 0) return errno;
+    *slave = s.release();
+    return 0;
+}
+
+// The child is a copy of the runtime and holds every descriptor the runtime had: the cgroup
+// directory, other clients' sockets, state files. Any of them would hand the container a way
+// onto the host (a working directory of /proc/self/fd/N: CVE-2024-21626), so everything but
+// what the chain itself uses is closed before anything else happens.
+int close_inherited(const ChildArgs& a) noexcept {
+    std::vector<int> keep = {0, 1, 2, a.report_fd, a.sync_fd, a.opts->hold_fd, a.stdio[0], a.stdio[1], a.stdio[2]};
+    keep.insert(keep.end(), a.spec->extra_fds.begin(), a.spec->extra_fds.end());
+    std::sort(keep.begin(), keep.end());
+    int from = 0;
+    for (int fd : keep) {
+        if (fd < from) continue;
+        if (fd > from && ::syscall(SYS_close_range, unsigned(from), unsigned(fd - 1), 0) < 0) return errno;
+        from = fd + 1;
     }
-    *slave = s;
+    if (::syscall(SYS_close_range, unsigned(from), ~0U, 0) < 0) return errno;
     return 0;
 }
 
@@ -190,6 +225,7 @@ int hold_until_started(const ChildArgs& a) noexcept {
 
 [[noreturn]] void child_main(const ChildArgs& a) {
     const ContainerSpec& spec = *a.spec;
+    CHILD_ERRNO("close-inherited", close_inherited(a), "close_range");
     CHILD_ERRNO("reset-signals", reset_signals(), "signal mask");
     if (a.opts->die_with_parent && ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
         child_fail(a, "set-pdeathsig", errno, "prctl");
@@ -216,7 +252,7 @@ int hold_until_started(const ChildArgs& a) noexcept {
     int stdio[3] = {a.stdio[0], a.stdio[1], a.stdio[2]};
     if (spec.console) {
         int slave = -1;
-        CHILD_ERRNO("open-console", open_console(a, &slave), "/dev/ptmx");
+        CHILD_ERRNO("open-console", open_console(a, &slave), "/dev/pts/ptmx (the container's devpts)");
         stdio[0] = stdio[1] = stdio[2] = slave;
     }
     CHILD_ERRNO("set-stdio", process::install_fds(stdio, spec.extra_fds, keep, 2), "dup2");
@@ -243,6 +279,9 @@ int hold_until_started(const ChildArgs& a) noexcept {
     CHILD_ERRNO("set-ids", process::set_ids(spec), fmt::format("uid {} gid {}", spec.uid, spec.gid));
     if (spec.umask) ::umask(*spec.umask);
     if (::chdir(spec.cwd.c_str()) < 0) child_fail(a, "chdir", errno, spec.cwd);
+    // Inside the container's root, whatever the path went through (as runc checks).
+    char cwd[PATH_MAX];
+    if (!::getcwd(cwd, sizeof cwd) || cwd[0] != '/') child_fail(a, "chdir", EPERM, spec.cwd + ": outside the container's root");
     CHILD_ERRNO("set-capabilities", caps::apply(spec.caps), "capset");
     if (spec.no_new_privileges && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
         child_fail(a, "no-new-privileges", errno, "prctl");
@@ -455,10 +494,17 @@ Result<PendingStart> Container::spawn(const ContainerSpec& spec, const StartOpti
     }
 
     if (spec.console) {
-        // The child's first report is its terminal (or why it has none).
+        // The child's first report is its terminal (or why it has none), once its root is
+        // set up: bounded, so a child stuck on the way (a hung mount source) does not hold
+        // up the caller's event loop for good.
         Report r;
         std::vector<Fd> fds;
-        ssize_t n;
+        ssize_t n = -1;
+        pollfd pf{report_rd.get(), POLLIN, 0};
+        int ready;
+        do ready = ::poll(&pf, 1, 10000);
+        while (ready < 0 && errno == EINTR);
+        if (ready == 0) return abort_child("open-console", plain_error("no terminal from the container in 10 s"));
         do n = recv_with_fds(report_rd.get(), &r, sizeof r, fds, 1);
         while (n < 0 && errno == EINTR);
         if (n == ssize_t(sizeof r) && r.kind == Report::console && fds.size() == 1) {

@@ -123,6 +123,23 @@ class OciCliTest(keeltest.ContainerTestCase):
         self.assertIn(cid, r.stderr)
         self.assertNothingLeft(cid)
 
+    def test_working_directory_cannot_leave_through_an_inherited_fd(self):
+        # CVE-2024-21626: a descriptor the runtime held (its cgroup directory) must not be left
+        # open in the child, where cwd /proc/self/fd/N would put the container on the host.
+        marker = os.path.join(self.tmp, "host-marker")
+        with open(marker, "w") as f:
+            f.write("host\n")
+        up = "../" * 12
+        for fd in range(3, 9):
+            bundle = self.bundle("/bin/sh", "-c", f"cat {up}{marker.lstrip('/')} && echo ESCAPED; pwd")
+            bundle.config["process"]["cwd"] = f"/proc/self/fd/{fd}"
+            bundle.save()
+            cid = self.new_id(f"fd{fd}")
+            r = self.runtime.run(bundle, cid)
+            self.assertNotIn("ESCAPED", r.stdout, f"cwd /proc/self/fd/{fd}: {r!r}")
+            self.assertNotEqual(r.returncode, 0, f"cwd /proc/self/fd/{fd} was accepted: {r!r}")
+            self.assertNothingLeft(cid)
+
     def test_binary_on_a_read_only_mount_runs_as_it_is(self):
         # Keel's image binds /usr/bin/keel read-only on itself. A runtime reached that way
         # skips the memfd copy, and the CVE-2019-5736 move still fails: a container process

@@ -218,6 +218,12 @@ class UserRuntimeTest(unittest.TestCase):
         child.expect("on-a-tty")
         child.expect("40 100")  # the window size followed
         child.expect("/dev/pts/0\r\n")  # made in the workload's own devpts: its name exists there
+        # Nothing writes to the workload's log pipe (its output goes to the terminal): keeld
+        # must stop watching it at end of file, not spin on it.
+        ticks = lambda: sum(int(x) for x in open(f"/proc/{self.daemon.pid}/stat").read().rsplit(")", 1)[1].split()[11:13])  # noqa: E731
+        before = ticks()
+        subprocess.run(["sleep", "1"])
+        self.assertLess(ticks() - before, os.sysconf("SC_CLK_TCK") // 2, "keeld is busy while an -it workload idles")
         # ^C is a key for the workload's terminal: it interrupts the foreground job in there.
         child.sendline("sleep 100")
         subprocess.run(["sleep", "1"])  # sleep in the foreground: ^C before that would go to sh
@@ -229,8 +235,12 @@ class UserRuntimeTest(unittest.TestCase):
         child.close()
         self.assertEqual(child.exitstatus, 3)
         self.assertNotIn("tty1", self.keel("ps", "-a").stdout)  # --rm
-        # exec -it into a running workload: its namespaces, a terminal of its own.
+        # exec -it into a running workload: its namespaces, a terminal of its own. The
+        # workload's /dev/ptmx is planted to lead to the host's devpts through a descriptor:
+        # the terminal still comes from its own devpts (/dev/pts/ptmx, no links followed).
         self.assertEqual(self.keel("run", "-d", "--name", "box", "busybox", "sleep", "1000").returncode, 0)
+        r = self.keel("exec", "box", "sh", "-c", "rm -f /dev/ptmx && ln -s /proc/self/fd/3/../../../../../dev/pts/ptmx /dev/ptmx")
+        self.assertEqual(r.returncode, 0, r.stderr)
         child = pexpect.spawn(KEEL, ["exec", "-it", "box", "sh"], env=env, encoding="utf-8", timeout=20)
         child.sendline("ps -o pid,comm | grep -c sleep; [ -t 0 ] && echo on-a-tty; tty")
         child.expect("1\r\n")
@@ -240,6 +250,21 @@ class UserRuntimeTest(unittest.TestCase):
         child.expect(pexpect.EOF)
         child.close()
         self.assertEqual(child.exitstatus, 4)
+        # A terminal belongs to the workload's user (as runc makes it), and a start that fails
+        # before there is one says why and still honours --rm.
+        child = pexpect.spawn(KEEL, ["run", "-it", "--rm", "--user", "1000", "busybox", "sh", "-c", "stat -c owner=%u $(tty)"],
+                              env=env, encoding="utf-8", timeout=20)
+        child.expect("owner=1000")
+        child.expect(pexpect.EOF)
+        child.close()
+        child = pexpect.spawn(KEEL, ["run", "-it", "--rm", "--name", "nostart", "-v", "/nonexistent-dir:/x", "busybox", "true"],
+                              env=env, encoding="utf-8", timeout=20)
+        child.expect(pexpect.EOF)
+        child.close()
+        self.assertEqual(child.exitstatus, 125, child.before)
+        self.assertIn("nostart", child.before)
+        self.assertIn("/nonexistent-dir", child.before)
+        self.assertNotIn("nostart", self.keel("ps", "-a").stdout)
         # -i without a terminal: the workload reads the CLI's own stdin (the descriptor travels).
         env = dict(os.environ, KEEL_USER_SOCKET=self.sock)
         r = subprocess.run([KEEL, "run", "-i", "--rm", "busybox", "sh", "-c", "wc -l; read x || echo eof"],
