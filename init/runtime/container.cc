@@ -14,6 +14,7 @@
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/sendfile.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -27,6 +28,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstdio>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -187,6 +189,23 @@ int open_console(const ChildArgs& a, int* slave) noexcept {
     return 0;
 }
 
+// /dev/console made a bind mount of the terminal. /dev is the tmpfs the runtime made for this
+// container, so what is there is the runtime's own.
+int bind_console(int slave) noexcept {
+    struct stat st{};
+    if (::lstat("/dev/console", &st) < 0) {
+        if (errno != ENOENT) return errno;
+        Fd made(::open("/dev/console", O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+        if (!made) return errno;
+    } else if (S_ISLNK(st.st_mode)) {
+        return ELOOP;
+    }
+    char source[64];
+    std::snprintf(source, sizeof source, "/proc/self/fd/%d", slave);
+    if (::mount(source, "/dev/console", nullptr, MS_BIND, nullptr) < 0) return errno;
+    return 0;
+}
+
 // The child is a copy of the runtime and holds every descriptor the runtime had: the cgroup
 // directory, other clients' sockets, state files. Any of them would hand the container a way
 // onto the host (a working directory of /proc/self/fd/N: CVE-2024-21626), so everything but
@@ -254,6 +273,10 @@ int hold_until_started(const ChildArgs& a) noexcept {
         int slave = -1;
         CHILD_ERRNO("open-console", open_console(a, &slave), "/dev/pts/ptmx (the container's devpts)");
         stdio[0] = stdio[1] = stdio[2] = slave;
+        // The runtime spec's default device for a terminal: /dev/console is the pty, bound
+        // there (in a new container only: an exec's belongs to the container's own terminal).
+        if (const Namespace* m = spec.find_namespace(NsType::mount); m && m->path.empty())
+            CHILD_ERRNO("bind-console", bind_console(slave), "/dev/console");
     }
     CHILD_ERRNO("set-stdio", process::install_fds(stdio, spec.extra_fds, keep, 2), "dup2");
     // The report socket and exec fifo may have moved out of the way of the target fds.

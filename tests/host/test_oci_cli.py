@@ -301,7 +301,8 @@ class OciCliTest(keeltest.ContainerTestCase):
         # process.terminal: a pty of the container's own devpts, as runc makes it, so its name
         # exists in there; the runtime proxies it, with the window size and the exit code.
         import pexpect
-        bundle = self.bundle("/bin/sh", "-c", 'tty; [ -c "$(tty)" ] && echo name-exists; stty size; exit 7')
+        bundle = self.bundle("/bin/sh", "-c", 'tty; [ -c "$(tty)" ] && echo name-exists; stty size; '
+                             '[ "$(stat -c %t:%T /dev/console)" = "$(stat -L -c %t:%T /proc/self/fd/0)" ] && echo console-is-it; exit 7')
         bundle.config["process"]["terminal"] = True
         bundle.save()
         cid = self.new_id()
@@ -311,7 +312,8 @@ class OciCliTest(keeltest.ContainerTestCase):
         child.close()
         out = child.before.replace("\r", "")
         self.assertEqual(child.exitstatus, 7, out)
-        self.assertEqual(out.split("\n")[:3], ["/dev/pts/0", "name-exists", "30 90"], out)
+        # /dev/console is the terminal too (the runtime spec's default device).
+        self.assertEqual(out.split("\n")[:4], ["/dev/pts/0", "name-exists", "30 90", "console-is-it"], out)
         self.assertNothingLeft(cid)
 
     def test_create_hands_the_terminal_to_the_console_socket(self):
