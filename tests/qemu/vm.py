@@ -27,14 +27,14 @@ QEMU_APPEND = "pci=noacpi"
 
 
 def accel():
-    """kvm only where a real guest boots under it (scripts/run probes and caches that: on
-    these machines /dev/kvm exists but guests hang), else tcg."""
+    """kvm only where this image's kernel really boots under it, else tcg: scripts/accel probes
+    (on some machines /dev/kvm opens but the kernel hangs) and honours KEEL_ACCEL=kvm|tcg."""
     global _ACCEL
     if _ACCEL is None:
-        r = subprocess.run([os.path.join(ROOT, "scripts/run"), "--print-accel"], capture_output=True,
-                           text=True, cwd=ROOT, timeout=60)
-        lines = r.stdout.split()
-        _ACCEL = "kvm" if lines and lines[-1] == "kvm" else "tcg"
+        r = subprocess.run([os.path.join(ROOT, "scripts/accel"), os.path.join(IMAGE, "vmlinuz")],
+                           capture_output=True, text=True, cwd=ROOT, timeout=120)
+        _ACCEL = "kvm" if r.stdout.strip() == "kvm" else "tcg"
+        sys.stderr.write(r.stderr)
     return _ACCEL
 
 
