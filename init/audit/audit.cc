@@ -26,22 +26,6 @@ nlohmann::json to_json(const Check& c) {
     return j;
 }
 
-// Debian's kernel accepts every one of these (checked against 6.1: none is reported as unknown
-// in the boot log, and each shows its effect: lockdown in securityfs, vsyscall in
-// /proc/self/maps, slab merging in /sys/kernel/slab).
-const std::vector<std::string> kHardeningParams = {
-    "lockdown=integrity", "module.sig_enforce=1", "slab_nomerge", "init_on_alloc=1",  "init_on_free=1",
-    "page_alloc.shuffle=1", "randomize_kstack_offset=on", "vsyscall=none", "debugfs=off", "pti=on"};
-
-// Words that switch a protection off. A key alone matches any value ("nokaslr"); key=value
-// matches that value.
-const std::vector<std::string> kWeakeningParams = {
-    "nokaslr", "nopti", "pti=off", "mitigations=off", "nosmap", "nosmep", "noexec=off", "nospectre_v1",
-    "nospectre_v2", "spectre_v2=off", "spec_store_bypass_disable=off", "l1tf=off", "mds=off", "tsx=on",
-    "lockdown=none", "module.sig_enforce=0", "init_on_alloc=0", "init_on_free=0", "vsyscall=emulate",
-    "vsyscall=native", "debugfs=on", "slub_debug", "iommu=off", "selinux=0", "apparmor=0", "keel.recovery",
-    "keel.config.modules.lock=false", "keel.config.allow_privileged=true"};
-
 const std::vector<std::string> kDefaultCapabilities = {
     "CAP_CHOWN",   "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER",           "CAP_MKNOD",      "CAP_NET_RAW",
     "CAP_SETGID",  "CAP_SETUID",       "CAP_SETFCAP", "CAP_SETPCAP",         "CAP_NET_BIND_SERVICE",
@@ -160,16 +144,19 @@ std::vector<Check> host_checks(const HostFacts& f) {
     auto cmd = words(f.cmdline);
     auto has_word = [&](const std::string& w) { return std::find(cmd.begin(), cmd.end(), w) != cmd.end(); };
     n = 0;
-    for (const auto& p : kHardeningParams) {
+    if (!f.cmdline_policy_error.empty())
+        b.add("1.2.0", Level::warn, "kernel command line policy", f.cmdline_policy_error,
+              "restore /etc/keel/cmdline.yml (config/cmdline.yml in the source)");
+    for (const auto& p : f.hardening_params) {
         std::string id = fmt::format("1.2.{}", ++n);
         if (has_word(p)) b.add(id, Level::pass, "kernel command line has " + p);
         else
             b.add(id, Level::warn, "kernel command line has " + p, "missing",
-                  "boot with it: scripts/run and the image's cmdline file carry it (scripts/build-image CMDLINE)");
+                  "boot with it: the image's cmdline file carries it (config/cmdline.yml, /etc/keel/cmdline.yml)");
     }
     std::vector<std::string> weak;
     for (const auto& w : cmd)
-        for (const auto& bad : kWeakeningParams)
+        for (const auto& bad : f.weakening_params)
             if (w == bad || (bad.find('=') == std::string::npos && starts_with(w, bad + "="))) weak.push_back(w);
     if (weak.empty()) b.add("1.3", Level::pass, "no weakening kernel parameters", "none of nokaslr, nopti, mitigations=off, ...");
     else

@@ -59,6 +59,10 @@ struct HostFacts {
     std::vector<std::pair<std::string, std::string>> sysctl_profile; // key, wanted value
     std::map<std::string, std::optional<std::string>> sysctl_actual; // key -> value (nullopt: no such key)
     std::string cmdline;                     // /proc/cmdline
+    // From /etc/keel/cmdline.yml: words the command line must have, and those that weaken it
+    // (a key alone matches any value of it).
+    std::vector<std::string> hardening_params, weakening_params;
+    std::string cmdline_policy_error; // cmdline.yml could not be read: nothing to check against
     std::vector<std::string> loaded_modules; // /proc/modules names
     std::set<std::string> allowed_modules;   // the allow-list and its dependencies
     bool modules_lock_wanted = true;         // modules.lock
@@ -75,10 +79,6 @@ struct HostFacts {
 
 std::vector<Check> host_checks(const HostFacts& f);
 
-// The kernel command line's hardening: parameters that must be there, and those that weaken
-// it. Public for the README and the tests.
-extern const std::vector<std::string> kHardeningParams;
-extern const std::vector<std::string> kWeakeningParams;
 
 // ---- containers ----------------------------------------------------------------------------
 

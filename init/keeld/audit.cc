@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "audit/audit.h"
+#include "config/kernel_cmdline.h"
 #include "common/strings.h"
 #include "config/config.h"
 #include "keeld/daemon.h"
@@ -227,6 +228,12 @@ audit::HostFacts Daemon::host_facts() {
         else f.sysctl_actual[k] = std::nullopt;
     }
     f.cmdline = slurp("/proc/cmdline");
+    if (auto k = config::parse_kernel_cmdline(slurp(etc + "/cmdline.yml"), etc + "/cmdline.yml")) {
+        for (const auto& [word, why] : k->hardening) f.hardening_params.push_back(word);
+        f.weakening_params = k->weakening;
+    } else {
+        f.cmdline_policy_error = k.error().str();
+    }
     for (const auto& line : split(slurp("/proc/modules"), '\n'))
         if (!line.empty()) f.loaded_modules.push_back(line.substr(0, line.find(' ')));
     if (auto allow = pid1::modules::parse_allow_list(slurp(etc + "/modules.yml"), etc + "/modules.yml")) {

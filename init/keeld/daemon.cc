@@ -41,6 +41,8 @@ int64_t now_ms() {
 constexpr int64_t kReadyTimeoutMs = 30000;
 // How often a `ready: {path: P}` service is looked at while it starts.
 constexpr int64_t kReadyPollMs = 20;
+// How often a boot that has not finished says what it waits for.
+constexpr int64_t kProgressEveryMs = 5000;
 
 } // namespace
 
@@ -232,6 +234,9 @@ void Daemon::start(Service& s) noexcept {
         if (spec->console) s.tty_master = s.pending->take_console();
         s.state = State::starting;
         s.started_ms = now_ms();
+        // The container's own set-up (mounts, namespaces, the exec) is bounded too: a child
+        // stuck on the way (a hung mount source, a lost wake-up) must not hold the boot.
+        s.ready_deadline_ms = s.started_ms + kReadyTimeoutMs;
         watch(s.pending->fd(), tag(kSpawn, s.pending->fd()));
     } catch (const std::exception& e) {
         s.state = State::failed;
@@ -316,6 +321,40 @@ void Daemon::became_ready(Service& s) noexcept {
         log::info("service {} started (pid {})", s.name, s.container.pid());
     else
         log::info("service {} ready in {} ms (pid {})", s.name, now_ms() - s.started_ms, s.container.pid());
+}
+
+// A container whose set-up did not reach its exec in time: killed, which ends its start as
+// an exit the restart policy handles; the log says why.
+void Daemon::setup_timed_out(Service& s) noexcept {
+    s.ready_deadline_ms = -1;
+    ::kill(s.pending->pid(), SIGKILL);
+    try {
+        s.log->note(fmt::format("container set-up did not finish in {} s: killed", kReadyTimeoutMs / 1000));
+        log::error("service {}: container set-up did not finish in {} s", s.name, kReadyTimeoutMs / 1000);
+    } catch (...) {
+    }
+}
+
+// Until every enabled service has settled, the console says every few seconds which ones
+// the boot still waits for and since when: a boot that hangs says where.
+void Daemon::report_boot_progress(int64_t now) noexcept {
+    if (ready_sent_ || cfg_.notify_fd < 0 || now < next_progress_ms_) return;
+    bool first = next_progress_ms_ == 0;
+    next_progress_ms_ = now + kProgressEveryMs;
+    if (first) return;
+    try {
+        std::vector<std::string> waiting;
+        for (const auto& [name, s] : services_) {
+            if (!s.enabled || s.hold) continue;
+            if (s.state == State::starting)
+                waiting.push_back(fmt::format("{} ({} for {} s)", name, s.pending ? "setting up" : "not ready",
+                                              (now - s.started_ms) / 1000));
+            else if (s.state == State::waiting || s.state == State::stopped || s.state == State::backoff)
+                waiting.push_back(fmt::format("{} ({})", name, s.error.empty() ? state_name(s.state) : s.error));
+        }
+        log::info("boot: after {} s still waiting for {}", (now - boot_ms_) / 1000, fmt::join(waiting, ", "));
+    } catch (...) {
+    }
 }
 
 // A starting service: ready when its path exists (seen from keeld, so on the host: the
@@ -578,6 +617,7 @@ int Daemon::run() noexcept {
     for (;;) {
         try {
             int64_t now = now_ms(), timeout = -1;
+            if (!ready_sent_ && cfg_.notify_fd >= 0 && next_progress_ms_ > 0) timeout = std::max<int64_t>(0, next_progress_ms_ - now);
             for (const auto& w : waiters_) timeout = timeout < 0 ? w.deadline_ms - now : std::min(timeout, w.deadline_ms - now);
             for (auto& [name, s] : services_) {
                 if (s.state == State::backoff && s.next_start_ms >= 0)
@@ -628,8 +668,10 @@ int Daemon::run() noexcept {
             }
             now = now_ms();
             for (auto& [name, s] : services_)
-                if (s.state == State::starting && s.spec->ready == service::ReadyKind::path) check_ready(s);
+                if (s.pending && s.ready_deadline_ms >= 0 && now >= s.ready_deadline_ms) setup_timed_out(s);
+                else if (s.state == State::starting && s.spec->ready == service::ReadyKind::path) check_ready(s);
                 else if (s.state == State::starting && now >= s.ready_deadline_ms) check_ready(s);
+            report_boot_progress(now);
             for (auto& [name, s] : services_)
                 if (s.kill_at_ms >= 0 && now >= s.kill_at_ms && s.has_container) {
                     s.log->note("did not stop in time: SIGKILL");

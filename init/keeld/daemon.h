@@ -93,6 +93,8 @@ class Daemon {
     void on_exit(Service& s) noexcept;
     void read_log(Service& s) noexcept;
     void check_ready(Service& s) noexcept;
+    void setup_timed_out(Service& s) noexcept;
+    void report_boot_progress(int64_t now) noexcept;
     void became_ready(Service& s) noexcept;
     bool deps_running(const Service& s, std::string& waiting_for) const;
     void maybe_ready() noexcept;
@@ -178,6 +180,7 @@ class Daemon {
     YAML::Node config_; // the effective configuration
     std::string config_error_; // the overlay's, when it is not the one in use
     bool ready_sent_ = false;
+    int64_t next_progress_ms_ = 0; // boot progress: the next report
     bool shutting_down_ = false;
     int64_t boot_ms_ = 0;
 };

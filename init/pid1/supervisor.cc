@@ -59,6 +59,7 @@ void Supervisor::spawn_keeld() noexcept {
             return;
         }
         keeld_ = pid;
+        if (!ready_) ready_report_at_ = keeld_started_at_ + cfg_.ready_report_ms;
         if (starts_ > 1) sys_.print(fmt::format("keel: keeld restarted (pid {}, start {})", pid, starts_));
     })
 }
@@ -111,6 +112,12 @@ void Supervisor::reap_all() noexcept {
 void Supervisor::tick() noexcept {
     int64_t now = sys_.now_ms();
     if (phase_ == Phase::running && restart_at_ >= 0 && now >= restart_at_) spawn_keeld();
+    if (phase_ == Phase::running && !ready_ && ready_report_at_ >= 0 && now >= ready_report_at_) {
+        ready_report_at_ = -1;
+        NOEXCEPT_BODY(sys_.print(fmt::format("keel: keeld has not reported ready {} s after its start; the services "
+                                             "it still waits for are in its boot lines and in keel service list",
+                                             cfg_.ready_report_ms / 1000));)
+    }
     if (deadline_ < 0 || now < deadline_) return;
     switch (phase_) {
     case Phase::stopping_keeld:
@@ -197,7 +204,7 @@ void Supervisor::finish() noexcept {
 
 int64_t Supervisor::timeout_ms() const noexcept {
     int64_t next = -1;
-    for (int64_t t : {restart_at_, deadline_})
+    for (int64_t t : {restart_at_, deadline_, ready_ ? int64_t(-1) : ready_report_at_})
         if (t >= 0 && (next < 0 || t < next)) next = t;
     if (next < 0) return -1;
     return std::max<int64_t>(0, next - sys_.now_ms());

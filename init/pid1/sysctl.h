@@ -22,6 +22,8 @@ struct Outcome {
     int applied = 0;
     std::vector<std::string> failures; // "net.ipv4.tcp_syncookies=1: ENOENT (...)"
 };
+// A net.ipv{4,6}.conf.default.KEY is also written to every interface that exists already
+// (the NICs the modules stage brought up), counted and reported under its own name.
 Outcome apply(const Profile& p, const std::string& proc_sys = "/proc/sys");
 
 } // namespace keel::pid1::sysctl

@@ -1,16 +1,28 @@
 // keel audit's checks, from facts given here: what passes, what warns and says how to fix
 // it, what is only information, and how the screen folds passes.
 #include <algorithm>
+#include <fstream>
+#include <sstream>
 #include <set>
 #include <string>
 
 #include <catch2/catch.hpp>
 
 #include "audit/audit.h"
+#include "config/kernel_cmdline.h"
 
 using namespace keel::audit;
 
 namespace {
+
+keel::config::KernelCmdline shipped_cmdline() {
+    std::ifstream in(std::string(KEEL_SOURCE_DIR) + "/config/cmdline.yml");
+    std::stringstream text;
+    text << in.rdbuf();
+    auto k = keel::config::parse_kernel_cmdline(text.str(), "config/cmdline.yml");
+    REQUIRE(k.ok());
+    return *k;
+}
 
 const char* kMountinfo =
     "22 1 0:20 / / rw,relatime - rootfs rootfs rw\n"
@@ -25,8 +37,13 @@ HostFacts good_host() {
     f.sysctl_profile = {{"kernel.kptr_restrict", "2"}, {"kernel.sysrq", "0"}, {"kernel.unprivileged_userns_clone", "1"}};
     f.sysctl_actual = {{"kernel.kptr_restrict", "2\n"},   {"kernel.sysrq", "0\n"}, {"kernel.unprivileged_userns_clone", "1\n"},
                        {"kernel.modules_disabled", "1\n"}, {"kernel.kexec_load_disabled", "1\n"}};
+    auto policy = shipped_cmdline();
     std::string cmdline = "console=ttyS0";
-    for (const auto& p : kHardeningParams) cmdline += " " + p;
+    for (const auto& [word, why] : policy.hardening) {
+        cmdline += " " + word;
+        f.hardening_params.push_back(word);
+    }
+    f.weakening_params = policy.weakening;
     f.cmdline = cmdline + "\n";
     f.loaded_modules = {"virtio_net", "net_failover", "failover"};
     f.allowed_modules = {"virtio_net", "net_failover", "failover", "virtio_blk"};
@@ -80,8 +97,8 @@ TEST_CASE("audit: a hardened host passes every check", "[audit]") {
     auto checks = host_checks(good_host());
     CHECK(with(checks, Level::warn).empty());
     CHECK(with(checks, Level::info).empty());
-    // 3 sysctls, 10 command-line parameters, and one check each for the rest.
-    CHECK(checks.size() == 3 + kHardeningParams.size() + 14);
+    // 3 sysctls, the command-line parameters, and one check each for the rest.
+    CHECK(checks.size() == 3 + shipped_cmdline().hardening.size() + 14);
     CHECK(by_id(checks, "1.6").detail == "3 loaded");
     CHECK(by_id(checks, "1.12").detail == "udp 0.0.0.0:42854 (service ntp)");
 }
@@ -119,6 +136,30 @@ TEST_CASE("audit: host findings name what is wrong and what to change", "[audit]
     CHECK(by_id(checks, "1.15.1").detail == "is 0:1000 0666");
     CHECK(by_id(checks, "1.16").fix == "keel config set allow_privileged false");
     for (const auto* c : with(checks, Level::warn)) CHECK_FALSE(c->fix.empty());
+}
+
+TEST_CASE("audit: the command line's hardening comes from cmdline.yml, and a missing policy warns", "[audit]") {
+    auto policy = shipped_cmdline();
+    std::set<std::string> words;
+    for (const auto& [w, why] : policy.hardening) words.insert(w);
+    for (const char* w : {"mitigations=auto,nosmt", "hardened_usercopy=1", "lockdown=integrity", "pti=on"}) CHECK(words.count(w));
+    auto f = good_host();
+    f.cmdline = "console=ttyS0 lockdown=integrity";
+    auto checks = host_checks(f);
+    auto warned = [&](const std::string& word) {
+        return std::any_of(checks.begin(), checks.end(), [&](const Check& c) {
+            return c.level == Level::warn && c.title == "kernel command line has " + word;
+        });
+    };
+    CHECK(warned("mitigations=auto,nosmt"));
+    CHECK(warned("hardened_usercopy=1"));
+    CHECK_FALSE(warned("lockdown=integrity"));
+    f.cmdline += " mitigations=auto";
+    CHECK(by_id(host_checks(f), "1.3").detail == "found: mitigations=auto");
+
+    f.cmdline_policy_error = "/etc/keel/cmdline.yml:1: bad";
+    f.hardening_params.clear();
+    CHECK(by_id(host_checks(f), "1.2.0").level == Level::warn);
 }
 
 TEST_CASE("audit: sshd settings, first value wins, Match blocks are not global", "[audit]") {

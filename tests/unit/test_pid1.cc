@@ -227,7 +227,7 @@ TEST_CASE("pid1: supervisor: keeld starts with its argv, env and notify fd") {
     CHECK(sup.keeld_starts() == 1);
     CHECK(sup.phase() == Phase::running);
     CHECK_FALSE(sup.ready());
-    CHECK(sup.timeout_ms() == -1); // nothing to wait for
+    CHECK(sup.timeout_ms() == cfg.ready_report_ms); // only the report of a boot that hangs
     CHECK(sys.count_lines("restarted") == 0);
     CHECK(sys.kills.empty());
 }
@@ -250,6 +250,32 @@ TEST_CASE("pid1: supervisor: READY prints 'system ready in N ms' once") {
     sup.on_ready();
     CHECK(sys.count_lines("system ready") == 1);
     CHECK(sys.lines.back() == "keel: keeld ready again");
+}
+
+TEST_CASE("pid1: supervisor: a keeld that never reports ready is reported once, and nothing else happens") {
+    FakeSys sys;
+    auto cfg = test_config();
+    Supervisor sup(sys, cfg);
+    sup.start_keeld(3);
+    run_until_deadline(sys, sup);
+    CHECK(sys.count_lines("has not reported ready 60 s after its start") == 1);
+    CHECK(sup.keeld_pid() == 100); // not killed, not restarted: it may still get there
+    CHECK(sys.kills.empty());
+    CHECK(sup.timeout_ms() == -1);
+    sys.advance(5000);
+    sup.on_ready();
+    CHECK(sys.lines.back() == "keel: system ready in 65000 ms");
+
+    // Ready in time: no report.
+    FakeSys sys2;
+    Supervisor sup2(sys2, cfg);
+    sup2.start_keeld(3);
+    sys2.advance(1000);
+    sup2.on_ready();
+    CHECK(sup2.timeout_ms() == -1);
+    sys2.advance(120000);
+    sup2.tick();
+    CHECK(sys2.count_lines("has not reported ready") == 0);
 }
 
 // =============================================================================================
@@ -1028,5 +1054,23 @@ TEST_CASE("pid1: sysctl: apply writes every value it can and names each one it c
     CHECK(slurp(root + "/net/ipv4/conf/all/accept_redirects") == "0");
     // A missing knob is not created: /proc/sys cannot grow one, and neither does a test dir.
     CHECK(::access((root + "/net/ipv4/tcp_syncookies").c_str(), F_OK) != 0);
+    std::filesystem::remove_all(root);
+}
+
+TEST_CASE("pid1: sysctl: an interface default also reaches the interfaces that exist already") {
+    std::string root = temp_dir();
+    for (const char* f : {"default", "all", "eth0", "lo"}) touch(root + "/net/ipv6/conf/" + f + "/accept_ra");
+    touch(root + "/net/ipv4/conf/default/rp_filter");
+    touch(root + "/net/ipv4/conf/eth0.100/rp_filter");
+    std::filesystem::create_directories(root + "/net/ipv4/conf/wlan0"); // no such knob there
+
+    sysctl::Profile p = {{"net.ipv6.conf.default.accept_ra", "0"}, {"net.ipv4.conf.default.rp_filter", "1"}};
+    auto out = sysctl::apply(p, root);
+    CHECK(out.applied == 5);
+    CHECK(out.failures ==
+          std::vector<std::string>{"net.ipv4.conf.wlan0.rp_filter=1: ENOENT (No such file or directory)"});
+    for (const char* f : {"default", "eth0", "lo"}) CHECK(slurp(root + "/net/ipv6/conf/" + f + "/accept_ra") == "0");
+    CHECK(slurp(root + "/net/ipv6/conf/all/accept_ra").empty()); // "all" is its own key
+    CHECK(slurp(root + "/net/ipv4/conf/eth0.100/rp_filter") == "1");
     std::filesystem::remove_all(root);
 }
