@@ -189,20 +189,25 @@ int open_console(const ChildArgs& a, int* slave) noexcept {
     return 0;
 }
 
-// /dev/console made a bind mount of the terminal. /dev is the tmpfs the runtime made for this
-// container, so what is there is the runtime's own.
+// /dev/console made a bind mount of the terminal. /dev is normally the tmpfs the runtime made
+// for this container, but without one it is the image's: what is there is reached without a
+// symlink (a link to a masked /proc file would unmask it: CVE-2025-52565) and the bind goes
+// onto that very file, through its descriptor.
 int bind_console(int slave) noexcept {
+    Fd made(::open("/dev/console", O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+    if (!made && errno != EEXIST) return errno;
+    open_how how{};
+    how.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC;
+    how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+    Fd target(static_cast<int>(::syscall(SYS_openat2, AT_FDCWD, "/dev/console", &how, sizeof how)));
+    if (!target) return errno;
     struct stat st{};
-    if (::lstat("/dev/console", &st) < 0) {
-        if (errno != ENOENT) return errno;
-        Fd made(::open("/dev/console", O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
-        if (!made) return errno;
-    } else if (S_ISLNK(st.st_mode)) {
-        return ELOOP;
-    }
-    char source[64];
+    if (::fstat(target.get(), &st) < 0) return errno;
+    if (!S_ISREG(st.st_mode) && !S_ISCHR(st.st_mode)) return ELOOP;
+    char source[64], where[64];
     std::snprintf(source, sizeof source, "/proc/self/fd/%d", slave);
-    if (::mount(source, "/dev/console", nullptr, MS_BIND, nullptr) < 0) return errno;
+    std::snprintf(where, sizeof where, "/proc/self/fd/%d", target.get());
+    if (::mount(source, where, nullptr, MS_BIND, nullptr) < 0) return errno;
     return 0;
 }
 

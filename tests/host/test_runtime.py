@@ -6,6 +6,7 @@ fact changes, so no assertion here is unable to fail.
 """
 
 import os
+import stat
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -298,6 +299,64 @@ class RuntimeTest(keeltest.ContainerTestCase):
                 self.assertFalse(os.path.lexists(os.path.join(bundle.rootfs, "etc", "x")),
                                  "created the escaped destination inside the rootfs")
                 self.assertEqual(keeltest.mounts_mentioning(" /etc "), [])
+
+    # --- the image's own /dev (no tmpfs mounted there) -------------------------------------
+
+    @staticmethod
+    def without_dev_tmpfs(bundle):
+        bundle.config["mounts"] = [m for m in bundle.config["mounts"] if m["destination"] != "/dev"]
+        bundle.save()
+
+    def test_device_node_in_the_image_is_replaced_never_followed(self):
+        # Without a tmpfs on /dev the runtime makes its nodes in the image's /dev: whatever
+        # the image has where a node goes must not be followed out of the rootfs (the node's
+        # chmod made a host file rw-rw-rw-) nor kept when it is not that device.
+        victim = os.path.join(self.tmp, "victim")
+        with open(victim, "w") as f:
+            f.write("host\n")
+        os.chmod(victim, 0o600)
+        cases = {"absolute symlink to a host file": victim, "symlink out of the rootfs": "../..",
+                 "another device": None}
+        for name, target in cases.items():
+            with self.subTest(name):
+                os.chmod(victim, 0o600)
+                bundle = self.bundle("/bin/probe", "stat", "/dev/null")
+                self.without_dev_tmpfs(bundle)
+                node = os.path.join(bundle.rootfs, "dev", "null")
+                if target is None:
+                    os.mknod(node, stat.S_IFCHR | 0o600, os.makedev(1, 5))
+                else:
+                    os.symlink(target, node)
+                bundle_mode = stat.S_IMODE(os.stat(bundle.path).st_mode)
+                r = self.run_container(bundle)
+                self.assertEqual(stat.S_IMODE(os.stat(victim).st_mode), 0o600, f"host file's mode changed: {r!r}")
+                self.assertEqual(stat.S_IMODE(os.stat(bundle.path).st_mode), bundle_mode,
+                                 f"the bundle directory's mode changed: {r!r}")
+                if keeltest.testing_runc():
+                    continue  # runc 1.1 keeps what the image has there (it ignores EEXIST)
+                self.assertEqual(r.returncode, 0, repr(r))
+                st = parse_kv(r.stdout)
+                self.assertEqual((st["type"], st["rdev"], st["mode"]), ("char", "1:3", "0666"))
+
+    def test_masked_paths_are_not_binds_of_what_dev_null_points_to(self):
+        # CVE-2025-31133: masking binds /dev/null over /proc/keys and /proc/timer_list. With
+        # the image's /dev, a /dev/null symlink made them read-write binds of its target.
+        if keeltest.testing_runc():
+            # With root.readonly false it exposes /etc/exposed exactly so.
+            self.skipTest("Debian's runc 1.1.5 predates the CVE-2025-31133 fix (runc 1.2.8)")
+        script = "for p in /proc/keys /proc/timer_list; do echo pwned > $p; echo $p=$(/bin/probe read $p); done"
+        bundle = self.bundle("/bin/sh", "-c", script)
+        self.without_dev_tmpfs(bundle)
+        exposed = os.path.join(bundle.rootfs, "etc", "exposed")
+        with open(exposed, "w") as f:
+            f.write("secret\n")
+        os.symlink("../etc/exposed", os.path.join(bundle.rootfs, "dev", "null"))
+        r = self.run_container(bundle)
+        with open(exposed) as f:
+            self.assertEqual(f.read(), "secret\n", f"a masked path was a bind of /etc/exposed: {r!r}")
+        self.assertEqual(r.returncode, 0, repr(r))
+        out = parse_kv(r.stdout)
+        self.assertEqual((out["/proc/keys"], out["/proc/timer_list"]), ("bytes=0", "bytes=0"), repr(r))
 
     # --- process lifecycle ------------------------------------------------------------------
 
