@@ -23,6 +23,7 @@
 
 #include "common/fd.h"
 #include "common/strings.h"
+#include "runtime/sysctl.h"
 
 namespace keel::runtime::oci {
 
@@ -715,6 +716,8 @@ void parse_linux(const Node& l, ContainerSpec& spec) {
     if (auto s = l.get("sysctl"))
         for (const auto& [key, value] : s->members()) {
             if (key.empty()) value.fail("empty sysctl name");
+            // Refused here, by name, before anything runs (namespaces are parsed above).
+            if (auto why = sysctl::refusal(key, spec)) value.fail(json_quote(key) + ": " + *why);
             spec.sysctl[key] = value.str();
         }
     if (auto m = l.get("maskedPaths")) spec.masked_paths = parse_paths(*m);

@@ -14,6 +14,7 @@
 
 #include "common/strings.h"
 #include "runtime/devices.h"
+#include "runtime/sysctl.h"
 
 namespace keel::runtime::rootfs {
 
@@ -205,16 +206,6 @@ Status pivot(const ContainerSpec& spec) {
     return {};
 }
 
-static Status write_sysctls(const ContainerSpec& spec) {
-    for (const auto& [key, value] : spec.sysctl) {
-        std::string path = "/proc/sys/" + key;
-        for (size_t i = 10; i < path.size(); ++i)
-            if (path[i] == '.') path[i] = '/';
-        if (!write_file(path.c_str(), value)) return sys_error("sysctl " + key + "=" + value);
-    }
-    return {};
-}
-
 static Status make_readonly(const std::string& p) {
     Fd fd(::open(p.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
     if (!fd) return errno == ENOENT ? Status{} : sys_error("open read-only path " + p);
@@ -258,7 +249,7 @@ static Status mask(const std::string& p, int null_fd) {
 }
 
 Status finish(const ContainerSpec& spec) {
-    KEEL_TRY(write_sysctls(spec));
+    KEEL_TRY(sysctl::apply(spec));
     for (const auto& p : spec.readonly_paths) KEEL_TRY(make_readonly(p));
     if (!spec.masked_paths.empty()) {
         auto null = open_dev_null();

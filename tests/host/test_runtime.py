@@ -358,6 +358,59 @@ class RuntimeTest(keeltest.ContainerTestCase):
         out = parse_kv(r.stdout)
         self.assertEqual((out["/proc/keys"], out["/proc/timer_list"]), ("bytes=0", "bytes=0"), repr(r))
 
+    # --- sysctls ----------------------------------------------------------------------------
+
+    def sysctl_run(self, sysctls, *args, edit=None):
+        bundle = self.bundle(*(args or ("/bin/probe", "pid")))
+        bundle.config["linux"]["sysctl"] = sysctls
+        if edit:
+            edit(bundle)
+        bundle.save()
+        return self.run_container(bundle)
+
+    @staticmethod
+    def read_sysctl(key):
+        with open("/proc/sys/" + key.replace(".", "/")) as f:
+            return f.read()
+
+    def restore_sysctl_after(self, key):
+        before = self.read_sysctl(key)
+
+        def restore():
+            if self.read_sysctl(key) != before:
+                with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+                    f.write(before)
+        self.addCleanup(restore)
+        return before
+
+    def test_sysctls_of_the_host_are_refused(self):
+        def no_uts(b):
+            b.remove_namespace("uts")
+            b.config.pop("hostname", None)
+        cases = [("kernel.printk_ratelimit_burst", "17", None), ("kernel.hostname", "keel-renamed", no_uts),
+                 ("net.ipv4.ip_forward", "1", lambda b: b.remove_namespace("network"))]
+        for key, value, edit in cases:
+            with self.subTest(key):
+                before = self.restore_sysctl_after(key)
+                self.assertNotEqual(before.strip(), value)
+                r = self.sysctl_run({key: value}, edit=edit)
+                self.assertEqual(self.read_sysctl(key), before, f"the host's {key} changed: {r!r}")
+                self.assertNotEqual(r.returncode, 0, repr(r))
+                self.assertIn(key, r.stderr)
+                if not keeltest.testing_runc():
+                    self.assertEqual(r.returncode, 125, repr(r))
+                    self.assertIn("linux.sysctl", r.stderr)
+
+    def test_namespaced_sysctls_are_set_in_the_container(self):
+        keys = {"kernel.msgmax": "12345", "net.ipv4.ip_forward": "1", "kernel.domainname": "keel.test"}
+        before = {k: self.restore_sysctl_after(k) for k in keys}
+        script = "; ".join(f"echo {k}=$(cat /proc/sys/{k.replace('.', '/')})" for k in keys)
+        r = self.sysctl_run(keys, "/bin/sh", "-c", script)
+        self.assertEqual(r.returncode, 0, repr(r))
+        self.assertEqual(parse_kv(r.stdout), keys)
+        for k in keys:
+            self.assertEqual(self.read_sysctl(k), before[k], k)
+
     # --- process lifecycle ------------------------------------------------------------------
 
     def test_exec_failure_names_stage(self):
