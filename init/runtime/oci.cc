@@ -441,6 +441,10 @@ Mount parse_mount(const Node& m, const std::string& bundle_dir) {
             first_data->fail("unknown option " + json_quote(data[0]) + " for a bind mount");
     } else if (out.type.empty()) {
         m.fail_member("type", "required unless the mount is a bind mount");
+    } else if (out.type == "proc" && out.destination != "/proc") {
+        // The masked and read-only paths are /proc's: a procfs anywhere else would give the
+        // container a writable /sys/kernel and sysrq-trigger of its own.
+        m.fail_member("destination", "a proc mount goes on /proc only, got " + json_quote(out.destination));
     }
     out.data = join(data, ",");
     return out;

@@ -118,6 +118,9 @@ static bool source_is_dir(const Mount& m) {
 }
 
 static Status mount_one(int root_fd, const Mount& m, bool in_user_ns) {
+    // Masked and read-only paths cover /proc only (oci.cc refuses the config already).
+    if (!m.bind() && m.type == "proc" && m.destination != "/proc")
+        return sys_error("mount proc on " + m.destination + ": a proc mount goes on /proc only", EINVAL);
     auto target = open_in_root(root_fd, m.destination, true, !source_is_dir(m));
     if (!target) return target.error();
     std::string where = fd_path(target->get());

@@ -423,6 +423,17 @@ class OciCliTest(keeltest.ContainerTestCase):
         bundle.save()
         self.bad_bundle_cases(bundle, f"mounts[{index}].destination")
 
+    def test_proc_mount_outside_proc(self):
+        # Masked and read-only paths are /proc's: a procfs at /p would give a root container
+        # the host's writable /p/sys/kernel and /p/sysrq-trigger.
+        if keeltest.testing_runc():
+            self.skipTest("Debian's runc 1.1.5 runs this bundle: its checkProcMount passes a proc outside /proc")
+        bundle = self.bundle("/bin/probe", "pid")
+        index = len(bundle.config["mounts"])
+        bundle.config["mounts"].append({"destination": "/p", "type": "proc", "source": "proc"})
+        bundle.save()
+        self.bad_bundle_cases(bundle, f"mounts[{index}].destination", "/proc")
+
 
 if __name__ == "__main__":
     import unittest

@@ -871,6 +871,15 @@ TEST_CASE("oci: errors name the field") {
         doc["mounts"] = {{{"destination", "/x"}, {"source", "x"}}};
         CHECK(error() == "mounts[0].type: required unless the mount is a bind mount");
     }
+    SECTION("a proc mount anywhere but /proc") {
+        doc["mounts"] = {{{"destination", "/proc"}, {"type", "proc"}, {"source", "proc"}},
+                         {{"destination", "/p"}, {"type", "proc"}, {"source", "proc"}}};
+        CHECK(error() == R"(mounts[1].destination: a proc mount goes on /proc only, got "/p")");
+        doc["mounts"][1]["destination"] = "/proc/";
+        CHECK(error() == R"(mounts[1].destination: a proc mount goes on /proc only, got "/proc/")");
+        doc["mounts"][1]["destination"] = "/proc";
+        parse_ok(doc, bundle);
+    }
     SECTION("unknown top-level key") {
         doc["proces"] = json::object();
         CHECK(error() == "proces: unknown field (did you mean process?)");
