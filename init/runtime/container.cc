@@ -492,9 +492,22 @@ Result<PendingStart> Container::spawn(const ContainerSpec& spec, const StartOpti
             drop_cgroup();
             return fail("join-namespaces", guard.error());
         }
+        // The child is not dumpable from its first instruction until its exec (which sets
+        // dumpability for the new program as usual), as runc's init: until it has pivoted its
+        // root and cwd are the host's, and a container sharing its PID namespace must not
+        // reach them, nor its memory, through /proc/PID (CVE-2016-9962). Dumpability is the
+        // mm's and a clone copies it: cleared here around the clone, then restored.
+        int was_dumpable = ::prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
+        if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
+            drop_cgroup();
+            return fail("setup", sys_error("prctl PR_SET_DUMPABLE 0"));
+        }
         pid = clone3_into(static_cast<uint64_t>(ns::clone_flags(spec)), cg.valid() ? cg.dir_fd() : -1,
                           &pidfd);
         if (pid == 0) child_main(args);
+        int e = errno;
+        if (was_dumpable > 0) (void)::prctl(PR_SET_DUMPABLE, was_dumpable, 0, 0, 0);
+        errno = e;
     }
     if (pid < 0) {
         int e = errno;
