@@ -6,6 +6,7 @@
 #include "runtime/container.h"
 
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <linux/magic.h>
 #include <linux/openat2.h>
 #include <linux/sched.h>
@@ -301,28 +302,29 @@ int hold_until_started(const ChildArgs& a) noexcept {
     if (!exe) child_fail(a, "exec", exe.error().code, exe.error().message);
 
     CHILD_ERRNO("drop-bounding", caps::drop_bounding(spec.caps), "PR_CAPBSET_DROP");
-    // Without no_new_privs a filter may only be installed while still privileged.
-    if (a.seccomp && !spec.no_new_privileges)
-        CHILD_ERRNO("seccomp", seccomp::install(*a.seccomp), "install filter");
     CHILD_ERRNO("set-ids", process::set_ids(spec), fmt::format("uid {} gid {}", spec.uid, spec.gid));
     if (spec.umask) ::umask(*spec.umask);
     if (::chdir(spec.cwd.c_str()) < 0) child_fail(a, "chdir", errno, spec.cwd);
     // Inside the container's root, whatever the path went through (as runc checks).
     char cwd[PATH_MAX];
     if (!::getcwd(cwd, sizeof cwd) || cwd[0] != '/') child_fail(a, "chdir", EPERM, spec.cwd + ": outside the container's root");
-    CHILD_ERRNO("set-capabilities", caps::apply(spec.caps), "capset");
+    // The seccomp filter is the container's, not the runtime's: it comes last, with nothing
+    // but execve after it, so a profile need not allow what the chain does on the way
+    // (close_range, getcwd, reading the exec fifo). Without no_new_privs installing it takes
+    // CAP_SYS_ADMIN, held until then (exec drops it: see caps::apply).
+    bool hold_admin = a.seccomp && !spec.no_new_privileges;
+    CHILD_ERRNO("set-capabilities", caps::apply(spec.caps, hold_admin ? CAP_SYS_ADMIN : -1), "capset");
     if (spec.no_new_privileges && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
         child_fail(a, "no-new-privileges", errno, "prctl");
     CHILD_ERRNO("close-fds", process::close_others(spec.extra_fds.size()), "close_range");
     CHILD_ERRNO("wait-for-start", hold_until_started(a), "exec fifo");
-    if (a.seccomp && spec.no_new_privileges)
-        CHILD_ERRNO("seccomp", seccomp::install(*a.seccomp), "install filter");
 
     std::vector<char*> argv, envp;
     for (const auto& s : spec.args) argv.push_back(const_cast<char*>(s.c_str()));
     argv.push_back(nullptr);
     for (const auto& s : spec.env) envp.push_back(const_cast<char*>(s.c_str()));
     envp.push_back(nullptr);
+    if (a.seccomp) CHILD_ERRNO("seccomp", seccomp::install(*a.seccomp), "install filter");
     ::execve(exe->c_str(), argv.data(), envp.data());
     child_fail(a, "exec", errno, *exe);
 }
