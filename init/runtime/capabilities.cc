@@ -39,7 +39,7 @@ int drop_bounding(const Capabilities& c) noexcept {
     return 0;
 }
 
-int apply(const Capabilities& c) noexcept {
+int apply(const Capabilities& c, int also_held) noexcept {
     cap_t caps = cap_init();
     if (!caps) return errno ? errno : ENOMEM;
     auto set = [&](cap_flag_t flag, const std::vector<int>& list) {
@@ -51,6 +51,11 @@ int apply(const Capabilities& c) noexcept {
     set(CAP_EFFECTIVE, c.effective);
     set(CAP_PERMITTED, c.permitted);
     set(CAP_INHERITABLE, c.inheritable);
+    if (also_held >= 0) {
+        cap_value_t cv = also_held;
+        cap_set_flag(caps, CAP_EFFECTIVE, 1, &cv, CAP_SET);
+        cap_set_flag(caps, CAP_PERMITTED, 1, &cv, CAP_SET);
+    }
     int err = cap_set_proc(caps) < 0 ? errno : 0;
     cap_free(caps);
     if (err) return err;

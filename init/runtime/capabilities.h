@@ -17,6 +17,10 @@ std::vector<int> docker_default();
 // Child side, in two steps around setuid: drop_bounding() before changing ids (it needs
 // CAP_SETPCAP), apply() after. Both return 0 or an errno value and do not allocate.
 int drop_bounding(const Capabilities& c) noexcept;
-int apply(const Capabilities& c) noexcept;
+// `also_held`, when not -1, is one more capability kept permitted and effective on top of the
+// sets: the one the chain still needs after this step (CAP_SYS_ADMIN to install a seccomp
+// filter without no_new_privs). execve computes the program's sets without the permitted set
+// before it (from inheritable, ambient, bounding and the file), so it does not survive exec.
+int apply(const Capabilities& c, int also_held = -1) noexcept;
 
 } // namespace keel::runtime::caps

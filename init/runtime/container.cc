@@ -6,6 +6,7 @@
 #include "runtime/container.h"
 
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <linux/magic.h>
 #include <linux/openat2.h>
 #include <linux/sched.h>
@@ -189,20 +190,25 @@ int open_console(const ChildArgs& a, int* slave) noexcept {
     return 0;
 }
 
-// /dev/console made a bind mount of the terminal. /dev is the tmpfs the runtime made for this
-// container, so what is there is the runtime's own.
+// /dev/console made a bind mount of the terminal. /dev is normally the tmpfs the runtime made
+// for this container, but without one it is the image's: what is there is reached without a
+// symlink (a link to a masked /proc file would unmask it: CVE-2025-52565) and the bind goes
+// onto that very file, through its descriptor.
 int bind_console(int slave) noexcept {
+    Fd made(::open("/dev/console", O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+    if (!made && errno != EEXIST) return errno;
+    open_how how{};
+    how.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC;
+    how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+    Fd target(static_cast<int>(::syscall(SYS_openat2, AT_FDCWD, "/dev/console", &how, sizeof how)));
+    if (!target) return errno;
     struct stat st{};
-    if (::lstat("/dev/console", &st) < 0) {
-        if (errno != ENOENT) return errno;
-        Fd made(::open("/dev/console", O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
-        if (!made) return errno;
-    } else if (S_ISLNK(st.st_mode)) {
-        return ELOOP;
-    }
-    char source[64];
+    if (::fstat(target.get(), &st) < 0) return errno;
+    if (!S_ISREG(st.st_mode) && !S_ISCHR(st.st_mode)) return ELOOP;
+    char source[64], where[64];
     std::snprintf(source, sizeof source, "/proc/self/fd/%d", slave);
-    if (::mount(source, "/dev/console", nullptr, MS_BIND, nullptr) < 0) return errno;
+    std::snprintf(where, sizeof where, "/proc/self/fd/%d", target.get());
+    if (::mount(source, where, nullptr, MS_BIND, nullptr) < 0) return errno;
     return 0;
 }
 
@@ -296,28 +302,29 @@ int hold_until_started(const ChildArgs& a) noexcept {
     if (!exe) child_fail(a, "exec", exe.error().code, exe.error().message);
 
     CHILD_ERRNO("drop-bounding", caps::drop_bounding(spec.caps), "PR_CAPBSET_DROP");
-    // Without no_new_privs a filter may only be installed while still privileged.
-    if (a.seccomp && !spec.no_new_privileges)
-        CHILD_ERRNO("seccomp", seccomp::install(*a.seccomp), "install filter");
     CHILD_ERRNO("set-ids", process::set_ids(spec), fmt::format("uid {} gid {}", spec.uid, spec.gid));
     if (spec.umask) ::umask(*spec.umask);
     if (::chdir(spec.cwd.c_str()) < 0) child_fail(a, "chdir", errno, spec.cwd);
     // Inside the container's root, whatever the path went through (as runc checks).
     char cwd[PATH_MAX];
     if (!::getcwd(cwd, sizeof cwd) || cwd[0] != '/') child_fail(a, "chdir", EPERM, spec.cwd + ": outside the container's root");
-    CHILD_ERRNO("set-capabilities", caps::apply(spec.caps), "capset");
+    // The seccomp filter is the container's, not the runtime's: it comes last, with nothing
+    // but execve after it, so a profile need not allow what the chain does on the way
+    // (close_range, getcwd, reading the exec fifo). Without no_new_privs installing it takes
+    // CAP_SYS_ADMIN, held until then (exec drops it: see caps::apply).
+    bool hold_admin = a.seccomp && !spec.no_new_privileges;
+    CHILD_ERRNO("set-capabilities", caps::apply(spec.caps, hold_admin ? CAP_SYS_ADMIN : -1), "capset");
     if (spec.no_new_privileges && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
         child_fail(a, "no-new-privileges", errno, "prctl");
     CHILD_ERRNO("close-fds", process::close_others(spec.extra_fds.size()), "close_range");
     CHILD_ERRNO("wait-for-start", hold_until_started(a), "exec fifo");
-    if (a.seccomp && spec.no_new_privileges)
-        CHILD_ERRNO("seccomp", seccomp::install(*a.seccomp), "install filter");
 
     std::vector<char*> argv, envp;
     for (const auto& s : spec.args) argv.push_back(const_cast<char*>(s.c_str()));
     argv.push_back(nullptr);
     for (const auto& s : spec.env) envp.push_back(const_cast<char*>(s.c_str()));
     envp.push_back(nullptr);
+    if (a.seccomp) CHILD_ERRNO("seccomp", seccomp::install(*a.seccomp), "install filter");
     ::execve(exe->c_str(), argv.data(), envp.data());
     child_fail(a, "exec", errno, *exe);
 }
@@ -487,9 +494,22 @@ Result<PendingStart> Container::spawn(const ContainerSpec& spec, const StartOpti
             drop_cgroup();
             return fail("join-namespaces", guard.error());
         }
+        // The child is not dumpable from its first instruction until its exec (which sets
+        // dumpability for the new program as usual), as runc's init: until it has pivoted its
+        // root and cwd are the host's, and a container sharing its PID namespace must not
+        // reach them, nor its memory, through /proc/PID (CVE-2016-9962). Dumpability is the
+        // mm's and a clone copies it: cleared here around the clone, then restored.
+        int was_dumpable = ::prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
+        if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
+            drop_cgroup();
+            return fail("setup", sys_error("prctl PR_SET_DUMPABLE 0"));
+        }
         pid = clone3_into(static_cast<uint64_t>(ns::clone_flags(spec)), cg.valid() ? cg.dir_fd() : -1,
                           &pidfd);
         if (pid == 0) child_main(args);
+        int e = errno;
+        if (was_dumpable > 0) (void)::prctl(PR_SET_DUMPABLE, was_dumpable, 0, 0, 0);
+        errno = e;
     }
     if (pid < 0) {
         int e = errno;

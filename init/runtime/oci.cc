@@ -23,6 +23,7 @@
 
 #include "common/fd.h"
 #include "common/strings.h"
+#include "runtime/sysctl.h"
 
 namespace keel::runtime::oci {
 
@@ -440,6 +441,10 @@ Mount parse_mount(const Node& m, const std::string& bundle_dir) {
             first_data->fail("unknown option " + json_quote(data[0]) + " for a bind mount");
     } else if (out.type.empty()) {
         m.fail_member("type", "required unless the mount is a bind mount");
+    } else if (out.type == "proc" && out.destination != "/proc") {
+        // The masked and read-only paths are /proc's: a procfs anywhere else would give the
+        // container a writable /sys/kernel and sysrq-trigger of its own.
+        m.fail_member("destination", "a proc mount goes on /proc only, got " + json_quote(out.destination));
     }
     out.data = join(data, ",");
     return out;
@@ -715,6 +720,8 @@ void parse_linux(const Node& l, ContainerSpec& spec) {
     if (auto s = l.get("sysctl"))
         for (const auto& [key, value] : s->members()) {
             if (key.empty()) value.fail("empty sysctl name");
+            // Refused here, by name, before anything runs (namespaces are parsed above).
+            if (auto why = sysctl::refusal(key, spec)) value.fail(json_quote(key) + ": " + *why);
             spec.sysctl[key] = value.str();
         }
     if (auto m = l.get("maskedPaths")) spec.masked_paths = parse_paths(*m);

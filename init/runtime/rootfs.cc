@@ -7,12 +7,14 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
 
 #include "common/strings.h"
 #include "runtime/devices.h"
+#include "runtime/sysctl.h"
 
 namespace keel::runtime::rootfs {
 
@@ -116,6 +118,9 @@ static bool source_is_dir(const Mount& m) {
 }
 
 static Status mount_one(int root_fd, const Mount& m, bool in_user_ns) {
+    // Masked and read-only paths cover /proc only (oci.cc refuses the config already).
+    if (!m.bind() && m.type == "proc" && m.destination != "/proc")
+        return sys_error("mount proc on " + m.destination + ": a proc mount goes on /proc only", EINVAL);
     auto target = open_in_root(root_fd, m.destination, true, !source_is_dir(m));
     if (!target) return target.error();
     std::string where = fd_path(target->get());
@@ -204,16 +209,6 @@ Status pivot(const ContainerSpec& spec) {
     return {};
 }
 
-static Status write_sysctls(const ContainerSpec& spec) {
-    for (const auto& [key, value] : spec.sysctl) {
-        std::string path = "/proc/sys/" + key;
-        for (size_t i = 10; i < path.size(); ++i)
-            if (path[i] == '.') path[i] = '/';
-        if (!write_file(path.c_str(), value)) return sys_error("sysctl " + key + "=" + value);
-    }
-    return {};
-}
-
 static Status make_readonly(const std::string& p) {
     Fd fd(::open(p.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
     if (!fd) return errno == ENOENT ? Status{} : sys_error("open read-only path " + p);
@@ -225,7 +220,24 @@ static Status make_readonly(const std::string& p) {
     return remount_bind(p, top.get(), MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, true);
 }
 
-static Status mask(const std::string& p) {
+// The source of every masking bind: the container's /dev/null, opened once without following
+// a link and checked to be the null device. The image decides what /dev/null is when no tmpfs
+// is mounted on /dev, and a symlink there would make the masked files binds of whatever it
+// names, writable (CVE-2025-31133).
+static Result<Fd> open_dev_null() {
+    open_how how{};
+    how.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC;
+    how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+    Fd fd(static_cast<int>(::syscall(SYS_openat2, AT_FDCWD, "/dev/null", &how, sizeof how)));
+    if (!fd) return sys_error("open /dev/null (without following symlinks) to mask paths");
+    struct stat st{};
+    if (::fstat(fd.get(), &st) < 0) return sys_error("stat /dev/null");
+    if (!S_ISCHR(st.st_mode) || st.st_rdev != makedev(1, 3))
+        return sys_error("/dev/null is not the null device (1:3): refusing to mask paths with it", EINVAL);
+    return fd;
+}
+
+static Status mask(const std::string& p, int null_fd) {
     Fd fd(::open(p.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
     if (!fd) return errno == ENOENT ? Status{} : sys_error("open masked path " + p);
     struct stat st{};
@@ -234,15 +246,19 @@ static Status mask(const std::string& p) {
     int r = S_ISDIR(st.st_mode)
                 ? ::mount("tmpfs", where.c_str(), "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
                           "size=0,mode=0555")
-                : ::mount("/dev/null", where.c_str(), nullptr, MS_BIND, nullptr);
+                : ::mount(fd_path(null_fd).c_str(), where.c_str(), nullptr, MS_BIND, nullptr);
     if (r < 0) return sys_error("mask " + p);
     return {};
 }
 
 Status finish(const ContainerSpec& spec) {
-    KEEL_TRY(write_sysctls(spec));
+    KEEL_TRY(sysctl::apply(spec));
     for (const auto& p : spec.readonly_paths) KEEL_TRY(make_readonly(p));
-    for (const auto& p : spec.masked_paths) KEEL_TRY(mask(p));
+    if (!spec.masked_paths.empty()) {
+        auto null = open_dev_null();
+        if (!null) return null.error();
+        for (const auto& p : spec.masked_paths) KEEL_TRY(mask(p, null->get()));
+    }
     if (spec.readonly_root) {
         Fd root(::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC));
         if (!root) return sys_error("open /");

@@ -194,6 +194,48 @@ class OciCliTest(keeltest.ContainerTestCase):
         finally:
             os.close(fd)
 
+    def test_starting_container_is_not_dumpable_until_exec(self):
+        # A container sharing another's PID namespace sees that one's init while the runtime
+        # sets it up (its root and cwd the host's until pivot_root) and while `create` holds
+        # it before exec. It must be non-dumpable all that time, so that /proc/PID of it is
+        # closed to a same-uid process without CAP_SYS_PTRACE (CVE-2016-9962); once it runs
+        # the container's program it is an ordinary process again.
+        watcher = self.bundle("/bin/sh", "-c",
+                              "while [ ! -s /tmp/pid ]; do sleep 0.05; done; p=$(cat /tmp/pid); "
+                              "{ /bin/probe read /proc/$p/environ; /bin/probe ls /proc/$p/root; } > /tmp/r1.tmp; "
+                              "mv /tmp/r1.tmp /tmp/r1; while [ ! -e /tmp/go ]; do sleep 0.05; done; "
+                              "/bin/probe read /proc/$p/environ > /tmp/r2.tmp; mv /tmp/r2.tmp /tmp/r2; "
+                              "/bin/probe sleep 100")
+        watcher.config["root"]["readonly"] = False
+        watcher.save()
+        a = self.create(watcher, name="watcher")
+        a_pid = self.runtime.state(a)["pid"]
+
+        target = self.bundle("/bin/probe", "sleep", "100")
+        target.remove_namespace("pid")
+        target.add_namespace("pid", f"/proc/{a_pid}/ns/pid")
+        b = self.create(target, name="target")
+        b_pid = self.runtime.state(b)["pid"]
+        seen_as = keeltest.proc_status_field(b_pid, "NSpid")[-1]
+        tmp = os.path.join(watcher.rootfs, "tmp")
+        with open(os.path.join(tmp, "pid"), "w") as f:
+            f.write(seen_as + "\n")
+        self.assertEqual(self.runtime("start", a).returncode, 0)
+        self.assertTrue(keeltest.wait_for(lambda: os.path.exists(os.path.join(tmp, "r1")), timeout=10))
+        with open(os.path.join(tmp, "r1")) as f:
+            held = f.read().split()
+        self.assertEqual(held, ["errno=EACCES", "errno=EACCES"], "the held init's /proc/PID was open to the other container")
+
+        self.assertEqual(self.runtime("start", b).returncode, 0)
+        self.assertTrue(keeltest.wait_for(lambda: "probe" in os.readlink(f"/proc/{b_pid}/exe")))
+        open(os.path.join(tmp, "go"), "w").close()
+        self.assertTrue(keeltest.wait_for(lambda: os.path.exists(os.path.join(tmp, "r2")), timeout=10))
+        with open(os.path.join(tmp, "r2")) as f:
+            running = f.read().strip()
+        self.assertTrue(running.startswith("bytes="), f"after exec the program is dumpable again: {running}")
+        for cid in [b, a]:
+            self.assertEqual(self.runtime("delete", "--force", cid).returncode, 0)
+
     def test_delete_running_needs_force(self):
         bundle = self.bundle("/bin/probe", "sleep", "100")
         cid = self.create(bundle)
@@ -422,6 +464,17 @@ class OciCliTest(keeltest.ContainerTestCase):
             {"destination": "relative/dir", "type": "tmpfs", "source": "tmpfs"})
         bundle.save()
         self.bad_bundle_cases(bundle, f"mounts[{index}].destination")
+
+    def test_proc_mount_outside_proc(self):
+        # Masked and read-only paths are /proc's: a procfs at /p would give a root container
+        # the host's writable /p/sys/kernel and /p/sysrq-trigger.
+        if keeltest.testing_runc():
+            self.skipTest("Debian's runc 1.1.5 runs this bundle: its checkProcMount passes a proc outside /proc")
+        bundle = self.bundle("/bin/probe", "pid")
+        index = len(bundle.config["mounts"])
+        bundle.config["mounts"].append({"destination": "/p", "type": "proc", "source": "proc"})
+        bundle.save()
+        self.bad_bundle_cases(bundle, f"mounts[{index}].destination", "/proc")
 
 
 if __name__ == "__main__":

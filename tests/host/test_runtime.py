@@ -6,6 +6,7 @@ fact changes, so no assertion here is unable to fail.
 """
 
 import os
+import stat
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -210,6 +211,34 @@ class RuntimeTest(keeltest.ContainerTestCase):
             self.assertEqual(out[name], "errno=EPERM", name)
         self.assertEqual(out["getpid"], "ok")
 
+    def test_seccomp_filter_is_the_last_step_before_exec(self):
+        # Without no_new_privs the filter used to go in before the runtime's own close_range,
+        # getcwd and exec-fifo steps: a profile refusing those failed the start. It comes last
+        # now, and the CAP_SYS_ADMIN that installing it takes does not reach the container.
+        profile = {"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"],
+                   "syscalls": [{"names": ["close_range", "getcwd"], "action": "SCMP_ACT_ERRNO"}]}
+        for user, want_caps in [(0, DEFAULT_CAPS), (1000, [])]:
+            for nnp in [False, True]:
+                if keeltest.testing_runc() and not nnp:
+                    continue  # runc 1.1.5 fails too: "failed to verify if current working directory is safe: EPERM"
+                with self.subTest(uid=user, no_new_privileges=nnp):
+                    def edit(b):
+                        b.config["process"]["noNewPrivileges"] = nnp
+                        b.config["process"]["user"] = {"uid": user, "gid": user}
+                        b.config["linux"]["seccomp"] = profile
+                    caps = parse_kv(self.probe("caps", edit=edit))
+                    self.assertEqual(caps["Seccomp"], "2")
+                    self.assertEqual(caps["NoNewPrivs"], "1" if nnp else "0")
+                    for key in ["CapPrm", "CapEff"]:
+                        self.assertEqual(caps[key], hexmask(cap_mask(want_caps)), key)
+                    # The profile is in force in the container.
+                    bundle = self.bundle("/bin/probe", "cwd")
+                    edit(bundle)
+                    bundle.save()
+                    r = self.run_container(bundle)
+                    self.assertNotEqual(r.returncode, 0, repr(r))
+                    self.assertIn("EPERM", r.stdout + r.stderr, repr(r))
+
     # --- filesystem -------------------------------------------------------------------------
 
     def test_readonly_root_refuses_writes(self):
@@ -298,6 +327,117 @@ class RuntimeTest(keeltest.ContainerTestCase):
                 self.assertFalse(os.path.lexists(os.path.join(bundle.rootfs, "etc", "x")),
                                  "created the escaped destination inside the rootfs")
                 self.assertEqual(keeltest.mounts_mentioning(" /etc "), [])
+
+    # --- the image's own /dev (no tmpfs mounted there) -------------------------------------
+
+    @staticmethod
+    def without_dev_tmpfs(bundle):
+        bundle.config["mounts"] = [m for m in bundle.config["mounts"] if m["destination"] != "/dev"]
+        bundle.save()
+
+    def test_device_node_in_the_image_is_replaced_never_followed(self):
+        # Without a tmpfs on /dev the runtime makes its nodes in the image's /dev: whatever
+        # the image has where a node goes must not be followed out of the rootfs (the node's
+        # chmod made a host file rw-rw-rw-) nor kept when it is not that device.
+        victim = os.path.join(self.tmp, "victim")
+        with open(victim, "w") as f:
+            f.write("host\n")
+        os.chmod(victim, 0o600)
+        cases = {"absolute symlink to a host file": victim, "symlink out of the rootfs": "../..",
+                 "another device": None}
+        for name, target in cases.items():
+            with self.subTest(name):
+                os.chmod(victim, 0o600)
+                bundle = self.bundle("/bin/probe", "stat", "/dev/null")
+                self.without_dev_tmpfs(bundle)
+                node = os.path.join(bundle.rootfs, "dev", "null")
+                if target is None:
+                    os.mknod(node, stat.S_IFCHR | 0o600, os.makedev(1, 5))
+                else:
+                    os.symlink(target, node)
+                bundle_mode = stat.S_IMODE(os.stat(bundle.path).st_mode)
+                r = self.run_container(bundle)
+                self.assertEqual(stat.S_IMODE(os.stat(victim).st_mode), 0o600, f"host file's mode changed: {r!r}")
+                self.assertEqual(stat.S_IMODE(os.stat(bundle.path).st_mode), bundle_mode,
+                                 f"the bundle directory's mode changed: {r!r}")
+                if keeltest.testing_runc():
+                    continue  # runc 1.1 keeps what the image has there (it ignores EEXIST)
+                self.assertEqual(r.returncode, 0, repr(r))
+                st = parse_kv(r.stdout)
+                self.assertEqual((st["type"], st["rdev"], st["mode"]), ("char", "1:3", "0666"))
+
+    def test_masked_paths_are_not_binds_of_what_dev_null_points_to(self):
+        # CVE-2025-31133: masking binds /dev/null over /proc/keys and /proc/timer_list. With
+        # the image's /dev, a /dev/null symlink made them read-write binds of its target.
+        if keeltest.testing_runc():
+            # With root.readonly false it exposes /etc/exposed exactly so.
+            self.skipTest("Debian's runc 1.1.5 predates the CVE-2025-31133 fix (runc 1.2.8)")
+        script = "for p in /proc/keys /proc/timer_list; do echo pwned > $p; echo $p=$(/bin/probe read $p); done"
+        bundle = self.bundle("/bin/sh", "-c", script)
+        self.without_dev_tmpfs(bundle)
+        exposed = os.path.join(bundle.rootfs, "etc", "exposed")
+        with open(exposed, "w") as f:
+            f.write("secret\n")
+        os.symlink("../etc/exposed", os.path.join(bundle.rootfs, "dev", "null"))
+        r = self.run_container(bundle)
+        with open(exposed) as f:
+            self.assertEqual(f.read(), "secret\n", f"a masked path was a bind of /etc/exposed: {r!r}")
+        self.assertEqual(r.returncode, 0, repr(r))
+        out = parse_kv(r.stdout)
+        self.assertEqual((out["/proc/keys"], out["/proc/timer_list"]), ("bytes=0", "bytes=0"), repr(r))
+
+    # --- sysctls ----------------------------------------------------------------------------
+
+    def sysctl_run(self, sysctls, *args, edit=None):
+        bundle = self.bundle(*(args or ("/bin/probe", "pid")))
+        bundle.config["linux"]["sysctl"] = sysctls
+        if edit:
+            edit(bundle)
+        bundle.save()
+        return self.run_container(bundle)
+
+    @staticmethod
+    def read_sysctl(key):
+        with open("/proc/sys/" + key.replace(".", "/")) as f:
+            return f.read()
+
+    def restore_sysctl_after(self, key):
+        before = self.read_sysctl(key)
+
+        def restore():
+            if self.read_sysctl(key) != before:
+                with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+                    f.write(before)
+        self.addCleanup(restore)
+        return before
+
+    def test_sysctls_of_the_host_are_refused(self):
+        def no_uts(b):
+            b.remove_namespace("uts")
+            b.config.pop("hostname", None)
+        cases = [("kernel.printk_ratelimit_burst", "17", None), ("kernel.hostname", "keel-renamed", no_uts),
+                 ("net.ipv4.ip_forward", "1", lambda b: b.remove_namespace("network"))]
+        for key, value, edit in cases:
+            with self.subTest(key):
+                before = self.restore_sysctl_after(key)
+                self.assertNotEqual(before.strip(), value)
+                r = self.sysctl_run({key: value}, edit=edit)
+                self.assertEqual(self.read_sysctl(key), before, f"the host's {key} changed: {r!r}")
+                self.assertNotEqual(r.returncode, 0, repr(r))
+                self.assertIn(key, r.stderr)
+                if not keeltest.testing_runc():
+                    self.assertEqual(r.returncode, 125, repr(r))
+                    self.assertIn("linux.sysctl", r.stderr)
+
+    def test_namespaced_sysctls_are_set_in_the_container(self):
+        keys = {"kernel.msgmax": "12345", "net.ipv4.ip_forward": "1", "kernel.domainname": "keel.test"}
+        before = {k: self.restore_sysctl_after(k) for k in keys}
+        script = "; ".join(f"echo {k}=$(cat /proc/sys/{k.replace('.', '/')})" for k in keys)
+        r = self.sysctl_run(keys, "/bin/sh", "-c", script)
+        self.assertEqual(r.returncode, 0, repr(r))
+        self.assertEqual(parse_kv(r.stdout), keys)
+        for k in keys:
+            self.assertEqual(self.read_sysctl(k), before[k], k)
 
     # --- process lifecycle ------------------------------------------------------------------
 

@@ -673,6 +673,68 @@ TEST_CASE("oci: process, namespaces, devices and sysctls map onto ContainerSpec"
     CHECK(spec.rootfs_propagation == (MS_SLAVE | MS_REC));
 }
 
+TEST_CASE("oci: linux.sysctl allows only the sysctls of namespaces the container owns") {
+    TempBundle temp;
+    const std::string& bundle = temp.dir;
+    json doc = minimal();
+    auto with = [&](std::vector<const char*> namespaces, const char* key) {
+        doc["linux"]["namespaces"] = {{{"type", "mount"}}};
+        for (const char* n : namespaces) doc["linux"]["namespaces"].push_back({{"type", n}});
+        doc["linux"]["sysctl"] = {{key, "1"}};
+        return oci::parse_config(doc.dump(), bundle);
+    };
+    auto refused = [&](std::vector<const char*> namespaces, const char* key) {
+        auto r = with(namespaces, key);
+        INFO(key);
+        REQUIRE_FALSE(r.ok());
+        CHECK_THAT(r.error().str(), Catch::StartsWith(std::string("linux.sysctl.") + key + ": \"" + key + "\": "));
+        return r.error().str();
+    };
+    auto allowed = [&](std::vector<const char*> namespaces, const char* key) {
+        auto r = with(namespaces, key);
+        INFO(key);
+        if (!r) FAIL(r.error().str());
+        CHECK(r->sysctl.at(key) == "1");
+    };
+
+    SECTION("host-wide sysctls are refused by name, whatever the namespaces") {
+        std::vector<const char*> all = {"ipc", "uts", "network", "pid", "cgroup"};
+        for (const char* key : {"kernel.core_pattern", "kernel.printk_ratelimit_burst", "vm.overcommit_memory",
+                                "fs.file-max", "kernel.modprobe", "kernel.msgmaxx", "fs.mqueue"})
+            CHECK_THAT(refused(all, key), Catch::Contains("not namespaced"));
+        CHECK_THAT(refused(all, "net.core.rmem_max"), Catch::Contains("not namespaced"));
+        CHECK_THAT(refused(all, "net.core.bpf_jit_enable"), Catch::Contains("not namespaced"));
+    }
+    SECTION("IPC sysctls need an IPC namespace") {
+        for (const char* key : {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
+                                "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced",
+                                "fs.mqueue.msg_max"}) {
+            allowed({"ipc"}, key);
+            CHECK_THAT(refused({"uts", "network"}, key), Catch::Contains("needs its own ipc namespace"));
+        }
+    }
+    SECTION("UTS sysctls need a UTS namespace") {
+        for (const char* key : {"kernel.hostname", "kernel.domainname"}) {
+            allowed({"uts"}, key);
+            CHECK_THAT(refused({"ipc", "network"}, key), Catch::Contains("needs its own uts namespace"));
+        }
+    }
+    SECTION("net sysctls need a network namespace that is not the runtime's") {
+        allowed({"network"}, "net.ipv4.ip_forward");
+        allowed({"network"}, "net.core.somaxconn");
+        CHECK_THAT(refused({"ipc", "uts"}, "net.ipv4.ip_forward"), Catch::Contains("needs its own network namespace"));
+        doc["linux"]["namespaces"] = {{{"type", "mount"}}, {{"type", "network"}, {"path", "/proc/self/ns/net"}}};
+        doc["linux"]["sysctl"] = {{"net.ipv4.ip_forward", "1"}};
+        auto r = oci::parse_config(doc.dump(), bundle);
+        REQUIRE_FALSE(r.ok());
+        CHECK_THAT(r.error().str(), Catch::Contains("/proc/self/ns/net is the runtime's own"));
+    }
+    SECTION("names that are not sysctl names") {
+        for (const char* key : {"net./../kernel.core_pattern", "net.ipv4..ip_forward", "net.", ".net.x", "net.a b"})
+            CHECK_THAT(refused({"network"}, key), Catch::Contains("not a sysctl name"));
+    }
+}
+
 TEST_CASE("oci: cgroupsPath and resources map onto cgroup v2") {
     TempBundle temp;
     const std::string& bundle = temp.dir;
@@ -808,6 +870,15 @@ TEST_CASE("oci: errors name the field") {
         CHECK(error() == "mounts[0].options[0]: mount option remount is not supported by keel");
         doc["mounts"] = {{{"destination", "/x"}, {"source", "x"}}};
         CHECK(error() == "mounts[0].type: required unless the mount is a bind mount");
+    }
+    SECTION("a proc mount anywhere but /proc") {
+        doc["mounts"] = {{{"destination", "/proc"}, {"type", "proc"}, {"source", "proc"}},
+                         {{"destination", "/p"}, {"type", "proc"}, {"source", "proc"}}};
+        CHECK(error() == R"(mounts[1].destination: a proc mount goes on /proc only, got "/p")");
+        doc["mounts"][1]["destination"] = "/proc/";
+        CHECK(error() == R"(mounts[1].destination: a proc mount goes on /proc only, got "/proc/")");
+        doc["mounts"][1]["destination"] = "/proc";
+        parse_ok(doc, bundle);
     }
     SECTION("unknown top-level key") {
         doc["proces"] = json::object();
