@@ -162,7 +162,7 @@ int init_main(int argc, char** argv) noexcept {
                 con.stage("sysctl", "ERROR " + prof.error().str());
             } else {
                 auto out = sysctl::apply(*prof);
-                con.stage("sysctl", fmt::format("applied {} of {}", out.applied, prof->size()));
+                con.stage("sysctl", fmt::format("applied {} of {}", out.applied, out.attempted));
                 for (const auto& f : out.failures) con.stage("sysctl", "not applied: " + f);
             }
         }

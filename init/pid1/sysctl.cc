@@ -64,6 +64,7 @@ static std::vector<std::string> interfaces(const std::string& conf_dir) {
 }
 
 static void write_one(Outcome& out, const std::string& key, const std::string& path, const std::string& value) {
+    ++out.attempted;
     if (write_file(path.c_str(), value)) ++out.applied;
     else out.failures.push_back(sys_error(fmt::format("{}={}", key, value)).str());
 }

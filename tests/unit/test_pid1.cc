@@ -1067,6 +1067,7 @@ TEST_CASE("pid1: sysctl: an interface default also reaches the interfaces that e
     sysctl::Profile p = {{"net.ipv6.conf.default.accept_ra", "0"}, {"net.ipv4.conf.default.rp_filter", "1"}};
     auto out = sysctl::apply(p, root);
     CHECK(out.applied == 5);
+    CHECK(out.attempted == 6);
     CHECK(out.failures ==
           std::vector<std::string>{"net.ipv4.conf.wlan0.rp_filter=1: ENOENT (No such file or directory)"});
     for (const char* f : {"default", "eth0", "lo"}) CHECK(slurp(root + "/net/ipv6/conf/" + f + "/accept_ra") == "0");
