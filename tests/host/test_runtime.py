@@ -6,6 +6,7 @@ fact changes, so no assertion here is unable to fail.
 """
 
 import os
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -404,6 +405,33 @@ class RuntimeTest(keeltest.ContainerTestCase):
         listed = "errno=EPERM" if keeltest.testing_runc() else "ok"
         self.assertEqual(got, {"open /dev/fuse rw": listed, "mknod /dev/loop-control c 10 237": "ok",
                                "open /dev/loop-control r": "errno=EPERM"})
+
+    def test_device_program_fd_is_not_kept(self):
+        # The attachment holds the program; neither the runtime (here `run`, waiting for the
+        # container) nor the container keeps a descriptor of it.
+        bundle = self.bundle("/bin/probe", "sleep", "30")
+        cid = self.new_id()
+        run = subprocess.Popen(self.runtime.argv("run", "--bundle", bundle.path, cid),
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+        try:
+            def running():
+                r = self.runtime("state", cid)
+                return r.returncode == 0 and '"running"' in r.stdout
+            self.assertTrue(keeltest.wait_for(running), "never running")
+            pid = self.runtime.state(cid)["pid"]
+            for holder in [run.pid, pid]:
+                fds = os.listdir(f"/proc/{holder}/fd")
+                links = [os.readlink(f"/proc/{holder}/fd/{fd}") for fd in fds]
+                self.assertFalse([t for t in links if "bpf" in t], f"{holder}: {links}")
+        finally:
+            self.runtime("kill", cid, "KILL")
+            try:
+                run.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                run.kill()
+                run.wait()
+        self.assertNothingLeft(cid)
 
     # --- user namespace ---------------------------------------------------------------------
 
