@@ -15,12 +15,14 @@
 
 namespace keel::runtime::device_filter {
 
-static_assert(DeviceRule::mknod == unsigned{BPF_DEVCG_ACC_MKNOD} && DeviceRule::read == unsigned{BPF_DEVCG_ACC_READ} &&
+static_assert(DeviceRule::mknod == unsigned{BPF_DEVCG_ACC_MKNOD} &&
+              DeviceRule::read == unsigned{BPF_DEVCG_ACC_READ} &&
               DeviceRule::write == unsigned{BPF_DEVCG_ACC_WRITE});
 
 namespace {
 
-constexpr DeviceRule allow(char type, int64_t major, int64_t minor, unsigned access = DeviceRule::all) {
+constexpr DeviceRule allow(char type, int64_t major, int64_t minor,
+                           unsigned access = DeviceRule::all) {
     return DeviceRule{true, type, major, minor, access};
 }
 
@@ -70,10 +72,12 @@ class Assembler {
     }
     Result<std::vector<bpf_insn>> finish() {
         for (auto [at, label] : fixups_) {
-            if (targets_[label] == kUnplaced) return plain_error("device program: a jump to nowhere");
+            if (targets_[label] == kUnplaced)
+                return plain_error("device program: a jump to nowhere");
             auto off = static_cast<ptrdiff_t>(targets_[label]) - static_cast<ptrdiff_t>(at + 1);
             if (off < 0 || off > std::numeric_limits<int16_t>::max())
-                return plain_error(fmt::format("device program: too many rules ({} instructions)", code_.size()));
+                return plain_error(
+                    fmt::format("device program: too many rules ({} instructions)", code_.size()));
             code_[at].off = static_cast<int16_t>(off);
         }
         return std::move(code_);
@@ -90,18 +94,22 @@ class Assembler {
 // minor. R0 is scratch until it holds the verdict.
 constexpr uint8_t kType = BPF_REG_2, kAccess = BPF_REG_3, kMajor = BPF_REG_4, kMinor = BPF_REG_5;
 
-int32_t imm32(int64_t v) { return static_cast<int32_t>(static_cast<uint32_t>(v)); }
+int32_t imm32(int64_t v) {
+    return static_cast<int32_t>(static_cast<uint32_t>(v));
+}
 
 // One access bit: the rules last to first, the first matching one decides. A rule that matches
 // every device ends the list (what comes before it could never run, and the verifier refuses
 // code that cannot run).
-void emit_decision(Assembler& a, const std::vector<DeviceRule>& rules, unsigned bit, Assembler::Label allowed) {
+void emit_decision(Assembler& a, const std::vector<DeviceRule>& rules, unsigned bit,
+                   Assembler::Label allowed) {
     for (auto r = rules.rbegin(); r != rules.rend(); ++r) {
         if (!(r->access & bit)) continue;
         auto next = a.label();
         bool conditional = false;
         if (r->type != 'a') {
-            a.jump(BPF_JMP32 | BPF_JNE | BPF_K, kType, r->type == 'b' ? BPF_DEVCG_DEV_BLOCK : BPF_DEVCG_DEV_CHAR, next);
+            a.jump(BPF_JMP32 | BPF_JNE | BPF_K, kType,
+                   r->type == 'b' ? BPF_DEVCG_DEV_BLOCK : BPF_DEVCG_DEV_CHAR, next);
             conditional = true;
         }
         if (r->major >= 0) {
@@ -125,20 +133,24 @@ void emit_decision(Assembler& a, const std::vector<DeviceRule>& rules, unsigned 
     a.emit(BPF_JMP | BPF_EXIT, 0);
 }
 
-long sys_bpf(int cmd, bpf_attr* attr) { return ::syscall(SYS_bpf, cmd, attr, sizeof *attr); }
+long sys_bpf(int cmd, bpf_attr* attr) {
+    return ::syscall(SYS_bpf, cmd, attr, sizeof *attr);
+}
 
 } // namespace
 
 std::vector<DeviceRule> effective_rules(const ContainerSpec& spec) {
     std::vector<DeviceRule> rules;
     rules.push_back(DeviceRule{false, 'a', -1, -1, DeviceRule::all});
-    for (const auto& d : spec.devices) rules.push_back(allow(d.type == 'b' ? 'b' : 'c', d.major, d.minor));
+    for (const auto& d : spec.devices)
+        rules.push_back(allow(d.type == 'b' ? 'b' : 'c', d.major, d.minor));
     rules.insert(rules.end(), spec.device_rules.begin(), spec.device_rules.end());
     rules.insert(rules.end(), std::begin(kDefaults), std::end(kDefaults));
     return rules;
 }
 
-bool allows(const std::vector<DeviceRule>& rules, char type, uint32_t major, uint32_t minor, unsigned access) {
+bool allows(const std::vector<DeviceRule>& rules, char type, uint32_t major, uint32_t minor,
+            unsigned access) {
     for (unsigned bit : {DeviceRule::mknod, DeviceRule::read, DeviceRule::write}) {
         if (!(access & bit)) continue;
         bool granted = false;
@@ -175,7 +187,9 @@ Result<std::vector<bpf_insn>> compile(const std::vector<DeviceRule>& rules) {
     return a.finish();
 }
 
-bool enforced_here() { return !in_child_user_namespace(); }
+bool enforced_here() {
+    return !in_child_user_namespace();
+}
 
 Status attach(int cgroup_fd, const std::vector<DeviceRule>& rules) {
     auto prog = compile(rules);
@@ -206,7 +220,8 @@ Status attach(int cgroup_fd, const std::vector<DeviceRule>& rules) {
             auto lines = split(std::string(trim(log)), '\n');
             log = lines.empty() || lines.back().empty() ? "" : " (verifier: " + lines.back() + ")";
         }
-        return sys_error(fmt::format("load device program of {} instructions{}", prog->size(), log), e);
+        return sys_error(fmt::format("load device program of {} instructions{}", prog->size(), log),
+                         e);
     }
     bpf_attr at{};
     at.target_fd = static_cast<uint32_t>(cgroup_fd);

@@ -31,7 +31,8 @@ namespace keel::runtime::device_filter {
 // rules, as in runc, so no rule takes /dev/null away from a container.
 std::vector<DeviceRule> effective_rules(const ContainerSpec& spec);
 
-// The decision of `rules` for one access; type is 'c' or 'b', access DeviceRule bits (mknod, read, write).
+// The decision of `rules` for one access; type is 'c' or 'b', access DeviceRule bits (mknod, read,
+// write).
 bool allows(const std::vector<DeviceRule>& rules, char type, uint32_t major, uint32_t minor,
             unsigned access);
 

@@ -22,7 +22,8 @@ DeviceRule rule(bool allow, char type, int64_t major, int64_t minor, unsigned ac
 }
 
 // Runs the program on one access as the kernel would; returns its r0 (1: allow, 0: deny).
-uint64_t run(const std::vector<bpf_insn>& prog, char type, uint32_t major, uint32_t minor, unsigned access) {
+uint64_t run(const std::vector<bpf_insn>& prog, char type, uint32_t major, uint32_t minor,
+             unsigned access) {
     bpf_cgroup_dev_ctx ctx{};
     ctx.access_type = (access << 16) | (type == 'b' ? BPF_DEVCG_DEV_BLOCK : BPF_DEVCG_DEV_CHAR);
     ctx.major = major;
@@ -35,21 +36,34 @@ uint64_t run(const std::vector<bpf_insn>& prog, char type, uint32_t major, uint3
         case BPF_LDX | BPF_MEM | BPF_W:
             REQUIRE(i.src_reg == BPF_REG_1);
             REQUIRE((i.off >= 0 && i.off + 4 <= int(sizeof ctx)));
-            r[i.dst_reg] = *reinterpret_cast<const uint32_t*>(reinterpret_cast<const char*>(&ctx) + i.off);
+            r[i.dst_reg] =
+                *reinterpret_cast<const uint32_t*>(reinterpret_cast<const char*>(&ctx) + i.off);
             break;
-        case BPF_ALU | BPF_MOV | BPF_X: r[i.dst_reg] = u32(r[i.src_reg]); break;
-        case BPF_ALU | BPF_MOV | BPF_K: r[i.dst_reg] = u32(i.imm); break;
-        case BPF_ALU | BPF_RSH | BPF_K: r[i.dst_reg] = u32(r[i.dst_reg]) >> i.imm; break;
-        case BPF_ALU | BPF_AND | BPF_K: r[i.dst_reg] = u32(r[i.dst_reg]) & u32(i.imm); break;
+        case BPF_ALU | BPF_MOV | BPF_X:
+            r[i.dst_reg] = u32(r[i.src_reg]);
+            break;
+        case BPF_ALU | BPF_MOV | BPF_K:
+            r[i.dst_reg] = u32(i.imm);
+            break;
+        case BPF_ALU | BPF_RSH | BPF_K:
+            r[i.dst_reg] = u32(r[i.dst_reg]) >> i.imm;
+            break;
+        case BPF_ALU | BPF_AND | BPF_K:
+            r[i.dst_reg] = u32(r[i.dst_reg]) & u32(i.imm);
+            break;
         case BPF_JMP32 | BPF_JNE | BPF_K:
             if (u32(r[i.dst_reg]) != u32(i.imm)) pc += i.off;
             break;
         case BPF_JMP32 | BPF_JEQ | BPF_K:
             if (u32(r[i.dst_reg]) == u32(i.imm)) pc += i.off;
             break;
-        case BPF_JMP | BPF_JA: pc += i.off; break;
-        case BPF_JMP | BPF_EXIT: return r[BPF_REG_0];
-        default: FAIL("unexpected instruction code " << int(i.code) << " at " << pc);
+        case BPF_JMP | BPF_JA:
+            pc += i.off;
+            break;
+        case BPF_JMP | BPF_EXIT:
+            return r[BPF_REG_0];
+        default:
+            FAIL("unexpected instruction code " << int(i.code) << " at " << pc);
         }
     }
     FAIL("the program ran off its end");
@@ -91,7 +105,8 @@ void check_program(const std::vector<DeviceRule>& rules) {
             for (uint32_t minor : {0u, 1u, 3u, 200u, 229u, 237u})
                 for (unsigned access = 1; access <= 7; ++access) {
                     INFO(type << " " << major << ":" << minor << " access " << access);
-                    CHECK(run(*prog, type, major, minor, access) == (df::allows(rules, type, major, minor, access) ? 1u : 0u));
+                    CHECK(run(*prog, type, major, minor, access) ==
+                          (df::allows(rules, type, major, minor, access) ? 1u : 0u));
                 }
 }
 
@@ -102,13 +117,22 @@ TEST_CASE("device cgroup: a spec without rules gets deny-all and the default set
     auto rules = df::effective_rules(spec);
     REQUIRE_FALSE(rules.empty());
     CHECK(rules.front() == rule(false, 'a', -1, -1, R | W | M));
-    for (auto [major, minor] : {std::pair{1u, 3u}, {1u, 5u}, {1u, 7u}, {1u, 8u}, {1u, 9u}, {5u, 0u}, {5u, 1u},
-                                {5u, 2u}, {136u, 0u}, {136u, 17u}, {10u, 200u}})
+    for (auto [major, minor] : {std::pair{1u, 3u},
+                                {1u, 5u},
+                                {1u, 7u},
+                                {1u, 8u},
+                                {1u, 9u},
+                                {5u, 0u},
+                                {5u, 1u},
+                                {5u, 2u},
+                                {136u, 0u},
+                                {136u, 17u},
+                                {10u, 200u}})
         CHECK(df::allows(rules, 'c', major, minor, R | W));
-    CHECK_FALSE(df::allows(rules, 'c', 10, 229, R));  // /dev/fuse, made with mknod
-    CHECK_FALSE(df::allows(rules, 'b', 7, 0, R));     // a loop device
-    CHECK_FALSE(df::allows(rules, 'b', 1, 3, R));     // a block device is not /dev/null
-    CHECK_FALSE(df::allows(rules, 'c', 137, 0, R));   // not a pty
+    CHECK_FALSE(df::allows(rules, 'c', 10, 229, R)); // /dev/fuse, made with mknod
+    CHECK_FALSE(df::allows(rules, 'b', 7, 0, R));    // a loop device
+    CHECK_FALSE(df::allows(rules, 'b', 1, 3, R));    // a block device is not /dev/null
+    CHECK_FALSE(df::allows(rules, 'c', 137, 0, R));  // not a pty
     // runc allows making any node; opening it is what is decided.
     CHECK(df::allows(rules, 'c', 10, 229, M));
     CHECK(df::allows(rules, 'b', 8, 0, M));
@@ -117,8 +141,8 @@ TEST_CASE("device cgroup: a spec without rules gets deny-all and the default set
 }
 
 TEST_CASE("device cgroup: per access, the last matching rule decides") {
-    std::vector<DeviceRule> rules = {rule(false, 'a', -1, -1, R | W | M), rule(true, 'c', 10, 229, R | W),
-                                     rule(false, 'c', 10, 229, W)};
+    std::vector<DeviceRule> rules = {rule(false, 'a', -1, -1, R | W | M),
+                                     rule(true, 'c', 10, 229, R | W), rule(false, 'c', 10, 229, W)};
     CHECK(df::allows(rules, 'c', 10, 229, R));
     CHECK_FALSE(df::allows(rules, 'c', 10, 229, W));
     CHECK_FALSE(df::allows(rules, 'c', 10, 229, R | W)); // an open for both needs both
@@ -175,7 +199,8 @@ TEST_CASE("device cgroup: the program decides as the rules do, for rule lists at
         std::vector<DeviceRule> rules;
         size_t count = rng() % 8;
         for (size_t i = 0; i < count; ++i)
-            rules.push_back(rule(rng() % 2, types[rng() % 3], majors[rng() % 4], minors[rng() % 4], 1 + rng() % 7));
+            rules.push_back(rule(rng() % 2, types[rng() % 3], majors[rng() % 4], minors[rng() % 4],
+                                 1 + rng() % 7));
         INFO("rule list " << n);
         check_program(rules);
     }
