@@ -37,6 +37,7 @@
 #include "common/strings.h"
 #include "runtime/capabilities.h"
 #include "runtime/cgroup.h"
+#include "runtime/device_filter.h"
 #include "runtime/namespaces.h"
 #include "runtime/process.h"
 #include "runtime/rootfs.h"
@@ -414,7 +415,9 @@ Result<PendingStart> Container::spawn(const ContainerSpec& spec, const StartOpti
     // The cgroup exists, with its limits, before the child does.
     cgroup::Cgroup cg;
     bool own_cgroup = spec.cgroup_join.empty();
-    bool need_cgroup = spec.resources.any() || spec.cgroup_delegate || !spec.cgroup_path.empty();
+    // A container of its own is never without its device cgroup where this runtime can set one.
+    bool devices = own_cgroup && device_filter::enforced_here();
+    bool need_cgroup = spec.resources.any() || spec.cgroup_delegate || !spec.cgroup_path.empty() || devices;
     if (!own_cgroup) {
         // An exec: into the container's cgroup, which stays when this process is gone.
         auto c = cgroup::open_existing(spec.cgroup_join);
@@ -428,8 +431,9 @@ Result<PendingStart> Container::spawn(const ContainerSpec& spec, const StartOpti
         } else if (need_cgroup) {
             return fail("cgroup", c.error());
         }
-        // Without limits to enforce, a cgroup we cannot create (a read-only cgroupfs inside
-        // a container) is not worth failing the start for: the container runs in ours.
+        // Without limits or a device cgroup to enforce (a runtime in a user namespace), a
+        // cgroup we cannot create (a read-only cgroupfs inside a container) is not worth
+        // failing the start for: the container runs in ours.
     }
     auto drop_cgroup = [&] {
         if (own_cgroup) (void)cgroup::destroy(cg.path());
@@ -440,6 +444,15 @@ Result<PendingStart> Container::spawn(const ContainerSpec& spec, const StartOpti
         if (auto s = cg.delegate_to(u, g); !s) {
             drop_cgroup();
             return fail("cgroup", s.error());
+        }
+    }
+
+    if (devices) {
+        Status s = cg.valid() ? device_filter::attach(cg.dir_fd(), device_filter::effective_rules(spec))
+                              : plain_error("the device cgroup needs cgroup v2, which is not mounted");
+        if (!s) {
+            drop_cgroup();
+            return fail("device-cgroup", s.error());
         }
     }
 

@@ -575,42 +575,37 @@ void parse_cpu(const Node& c, Resources& r) {
     }
 }
 
-// The device cgroup allow list. cgroup v2 controls device access with an eBPF program, which
-// keel does not install. What a container can open is bounded instead by the nodes in its
-// /dev (the default set plus linux.devices, made by the runtime) and by its mounts, because
-// making another device node needs CAP_MKNOD in the initial user namespace. So the deny-all rule
-// `runc spec` writes states what the container gets anyway, and allow rules grant nothing keel
-// withholds: both are accepted. A narrower deny rule, or deny-all for a container that could
-// mknod, would be a promise keel cannot keep.
-void parse_device_rules(const Node& list, const ContainerSpec& spec) {
-    for (const auto& rule : list.items()) {
-        rule.check_fields({"allow", "type", "major", "minor", "access"});
-        bool allow = rule.need("allow").boolean();
-        std::string type = "a", access = "rwm";
-        if (auto t = rule.get("type")) type = t->str();
-        if (type != "a" && type != "c" && type != "b")
-            rule.need("type").fail("unknown device type " + json_quote(type) +
-                                   " (expected a, c or b)");
-        if (auto a = rule.get("access")) access = a->str();
+// The device cgroup rules, in order; device_filter.h says what the runtime adds around them
+// (deny-all first, its defaults and linux.devices after) and how they decide.
+std::vector<DeviceRule> parse_device_rules(const Node& list) {
+    std::vector<DeviceRule> rules;
+    for (const auto& n : list.items()) {
+        n.check_fields({"allow", "type", "major", "minor", "access"});
+        DeviceRule rule;
+        rule.allow = n.need("allow").boolean();
+        if (auto t = n.get("type")) {
+            std::string type = t->str();
+            if (type != "a" && type != "c" && type != "b")
+                t->fail("unknown device type " + json_quote(type) + " (expected a, c or b)");
+            rule.type = type[0];
+        }
+        // Absent or -1: any.
+        for (auto [key, field] : {std::pair{"major", &rule.major}, std::pair{"minor", &rule.minor}})
+            if (auto v = n.get(key)) {
+                *field = v->number<int64_t>();
+                if (*field < -1 || *field > int64_t{std::numeric_limits<uint32_t>::max()})
+                    v->fail(fmt::format("{} is not a device number (-1 means any)", *field));
+            }
+        std::string access = "rwm";
+        if (auto a = n.get("access")) access = a->str();
         if (access.empty() || access.find_first_not_of("rwm") != std::string::npos)
-            rule.need("access").fail("expected letters from \"rwm\", got " + json_quote(access));
-        if (allow) continue;
-        auto wildcard = [&](const char* key) {
-            auto n = rule.get(key);
-            return !n || n->number<int64_t>() == -1;
-        };
-        bool all = type == "a" && wildcard("major") && wildcard("minor") &&
-                   access.find('r') != std::string::npos && access.find('w') != std::string::npos &&
-                   access.find('m') != std::string::npos;
-        if (!all)
-            rule.fail("only the deny-all rule {\"allow\": false, \"access\": \"rwm\"} is supported "
-                      "(keel has no device cgroup)");
-        const auto& bounding = spec.caps.bounding;
-        bool can_mknod = std::find(bounding.begin(), bounding.end(), CAP_MKNOD) != bounding.end();
-        if (can_mknod && !spec.has_namespace(NsType::user))
-            rule.fail("deny-all cannot be enforced without a device cgroup: the container holds "
-                      "CAP_MKNOD outside a user namespace");
+            n.need("access").fail("expected letters from \"rwm\", got " + json_quote(access));
+        rule.access = (access.find('r') != std::string::npos ? DeviceRule::read : 0) |
+                      (access.find('w') != std::string::npos ? DeviceRule::write : 0) |
+                      (access.find('m') != std::string::npos ? DeviceRule::mknod : 0);
+        rules.push_back(rule);
     }
+    return rules;
 }
 
 void parse_resources(const Node& r, ContainerSpec& spec) {
@@ -623,7 +618,7 @@ void parse_resources(const Node& r, ContainerSpec& spec) {
         spec.resources.pids_max = p->need("limit").number<int64_t>();
     }
     if (auto c = r.get("cpu")) parse_cpu(*c, spec.resources);
-    if (auto d = r.get("devices")) parse_device_rules(*d, spec);
+    if (auto d = r.get("devices")) spec.device_rules = parse_device_rules(*d);
 }
 
 std::string seccomp_action(const Node& n) {
@@ -708,7 +703,6 @@ void parse_linux(const Node& l, ContainerSpec& spec) {
         {"namespaces", "uidMappings", "gidMappings", "devices", "cgroupsPath", "resources",
          "sysctl", "maskedPaths", "readonlyPaths", "rootfsPropagation", "seccomp"},
         {"mountLabel", "intelRdt", "personality", "timeOffsets", "memoryPolicy", "netDevices"});
-    // Namespaces first: the device rules depend on them.
     if (auto n = l.get("namespaces")) parse_namespaces(*n, spec);
     if (auto m = l.get("uidMappings")) spec.uid_maps = parse_id_maps(*m);
     if (auto m = l.get("gidMappings")) spec.gid_maps = parse_id_maps(*m);

@@ -46,6 +46,19 @@ struct Device {
     gid_t gid = 0;
 };
 
+// One rule of the device cgroup, as OCI linux.resources.devices writes it. device_filter.h
+// says how a list of them decides and what the runtime adds around the spec's own.
+struct DeviceRule {
+    // Access bits, the values of BPF_DEVCG_ACC_*.
+    static constexpr unsigned mknod = 1, read = 2, write = 4, all = 7;
+    bool allow = false;
+    char type = 'a';        // 'a' (any), 'c' or 'b'
+    int64_t major = -1;     // -1: any
+    int64_t minor = -1;     // -1: any
+    unsigned access = all;  // mknod | read | write
+    bool operator==(const DeviceRule&) const = default;
+};
+
 // Capability sets by number (CAP_* values). Each set is exactly what the container gets.
 struct Capabilities {
     std::vector<int> bounding, effective, permitted, inheritable, ambient;
@@ -126,6 +139,7 @@ struct ContainerSpec {
     unsigned long rootfs_propagation = 0;       // 0: MS_PRIVATE | MS_REC
     std::vector<Mount> mounts;                  // applied in order, after the rootfs bind
     std::vector<Device> devices;                // extra device nodes, beyond the default set
+    std::vector<DeviceRule> device_rules;       // linux.resources.devices, in order
     std::vector<std::string> masked_paths;
     std::vector<std::string> readonly_paths;
     std::string hostname, domainname;

@@ -425,8 +425,12 @@ Result<runtime::ContainerSpec> to_container(const ServiceSpec& s, const Containe
     c.no_new_privileges = true;
 
     std::vector<int> caps = s.capabilities;
-    if (s.privileged)
+    if (s.privileged) {
         for (int i = 0; i <= 40; ++i) caps.push_back(i);
+        // Every device too, as Docker's --privileged: with CAP_SYS_ADMIN on the host the
+        // service could detach its device program anyway.
+        c.device_rules = {{true, 'a', -1, -1, runtime::DeviceRule::all}};
+    }
     c.caps.bounding = c.caps.permitted = c.caps.effective = caps;
     // A non-root service keeps its capabilities across exec only as ambient ones.
     if (c.uid != 0) c.caps.inheritable = c.caps.ambient = caps;

@@ -7,6 +7,7 @@ fact changes, so no assertion here is unable to fail.
 
 import os
 import stat
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -468,6 +469,109 @@ class RuntimeTest(keeltest.ContainerTestCase):
             out = self.probe("fds", pass_fds=(fd,))
         fds = sorted(int(line.partition("=")[0]) for line in out.splitlines())
         self.assertEqual(fds, [0, 1, 2], out)
+
+    # --- device cgroup -----------------------------------------------------------------------
+    # The probe makes nodes with CAP_MKNOD and no user namespace, as an engine's container
+    # has them; the device cgroup decides what opening them does. The probe's open does not
+    # create, so EPERM there is the device cgroup's answer (the files are 0666, opened as root).
+
+    def device_steps(self, steps, edit=None):
+        """Runs each probe step (`mknod ...` / `open ...`) in one container with CAP_MKNOD and
+        returns the answers in order."""
+        script = "; ".join("/bin/probe " + step for step in steps)
+
+        bundle = self.bundle("/bin/sh", "-c", script)
+        bundle.set_capabilities(DEFAULT_CAPS + ["CAP_MKNOD"])
+        bundle.config["linux"].pop("resources", None)
+        if edit:
+            edit(bundle)
+        bundle.save()
+        r = self.run_container(bundle)
+        self.assertEqual(r.returncode, 0, repr(r))
+        lines = r.stdout.split()
+        self.assertEqual(len(lines), len(steps), repr(r))
+        return dict(zip(steps, lines))
+
+    def test_device_cgroup_without_rules_allows_only_the_defaults(self):
+        # No rules at all: deny-all and the default set, not "no device cgroup".
+        got = self.device_steps([
+            "mknod /dev/hostfuse c 10 229", "open /dev/hostfuse rw", "open /dev/hostfuse r",
+            "mknod /dev/hostloop b 7 0", "open /dev/hostloop r",
+            "open /dev/null rw", "open /dev/zero r", "open /dev/urandom r", "open /dev/full w",
+            "open /dev/tty rw"])
+        self.assertEqual(got, {
+            # Making a node is allowed (runc allows mknod of anything); opening it is not.
+            "mknod /dev/hostfuse c 10 229": "ok", "open /dev/hostfuse rw": "errno=EPERM",
+            "open /dev/hostfuse r": "errno=EPERM",
+            "mknod /dev/hostloop b 7 0": "ok", "open /dev/hostloop r": "errno=EPERM",
+            "open /dev/null rw": "ok", "open /dev/zero r": "ok", "open /dev/urandom r": "ok",
+            "open /dev/full w": "ok",
+            # Past the device cgroup: the tty driver says there is no controlling terminal.
+            "open /dev/tty rw": "errno=ENXIO"})
+
+    def test_device_cgroup_engine_rules(self):
+        # What containerd and Docker write: deny-all, then allow rules (here fuse read-write and
+        # loop-control read-only), the nodes in linux.devices. /dev/kmsg is listed but not
+        # allowed: the engine's deny-all takes it back.
+        def edit(b):
+            b.config["linux"]["devices"] = [
+                {"path": p, "type": "c", "major": ma, "minor": mi, "fileMode": 0o666}
+                for p, ma, mi in [("/dev/fuse", 10, 229), ("/dev/loop-control", 10, 237),
+                                  ("/dev/kmsg", 1, 11)]]
+            b.config["linux"]["resources"] = {"devices": [
+                {"allow": False, "access": "rwm"},
+                {"allow": True, "type": "c", "major": 10, "minor": 229, "access": "rwm"},
+                {"allow": True, "type": "c", "major": 10, "minor": 237, "access": "r"}]}
+        got = self.device_steps([
+            "open /dev/fuse rw", "open /dev/loop-control r", "open /dev/loop-control w",
+            "open /dev/loop-control rw", "open /dev/kmsg r", "mknod /dev/other c 10 229",
+            "open /dev/other rw", "open /dev/null rw"], edit=edit)
+        self.assertEqual(got, {
+            "open /dev/fuse rw": "ok", "open /dev/loop-control r": "ok",
+            "open /dev/loop-control w": "errno=EPERM", "open /dev/loop-control rw": "errno=EPERM",
+            "open /dev/kmsg r": "errno=EPERM",
+            # The rule is the device's number, whatever the node's name.
+            "mknod /dev/other c 10 229": "ok", "open /dev/other rw": "ok",
+            "open /dev/null rw": "ok"})
+
+    def test_device_cgroup_allows_linux_devices(self):
+        # Without rules, a node the config lists is usable (Keel allows linux.devices; runc
+        # allows only what the rules and its defaults do), and one it does not list is not.
+        def edit(b):
+            b.config["linux"]["devices"] = [
+                {"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 0o666}]
+        got = self.device_steps(["open /dev/fuse rw", "mknod /dev/loop-control c 10 237",
+                                 "open /dev/loop-control r"], edit=edit)
+        listed = "errno=EPERM" if keeltest.testing_runc() else "ok"
+        self.assertEqual(got, {"open /dev/fuse rw": listed, "mknod /dev/loop-control c 10 237": "ok",
+                               "open /dev/loop-control r": "errno=EPERM"})
+
+    def test_device_program_fd_is_not_kept(self):
+        # The attachment holds the program; neither the runtime (here `run`, waiting for the
+        # container) nor the container keeps a descriptor of it.
+        bundle = self.bundle("/bin/probe", "sleep", "30")
+        cid = self.new_id()
+        run = subprocess.Popen(self.runtime.argv("run", "--bundle", bundle.path, cid),
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+        try:
+            def running():
+                r = self.runtime("state", cid)
+                return r.returncode == 0 and '"running"' in r.stdout
+            self.assertTrue(keeltest.wait_for(running), "never running")
+            pid = self.runtime.state(cid)["pid"]
+            for holder in [run.pid, pid]:
+                fds = os.listdir(f"/proc/{holder}/fd")
+                links = [os.readlink(f"/proc/{holder}/fd/{fd}") for fd in fds]
+                self.assertFalse([t for t in links if "bpf" in t], f"{holder}: {links}")
+        finally:
+            self.runtime("kill", cid, "KILL")
+            try:
+                run.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                run.kill()
+                run.wait()
+        self.assertNothingLeft(cid)
 
     # --- user namespace ---------------------------------------------------------------------
 

@@ -20,6 +20,9 @@
  *   read PATH              bytes=N (at most 1 MiB is read) or `errno=`
  *   ls PATH                directory entries except . and .., one per line, or `errno=`
  *   stat PATH              type= mode= uid= gid= rdev=MAJOR:MINOR size= (lstat), or `errno=`
+ *   mknod PATH c|b MAJ MIN makes a device node (mode 0666): `ok` or `errno=`
+ *   open PATH r|w|rw       open(O_RDONLY|O_WRONLY|O_RDWR, no O_CREAT), closed again: `ok`
+ *                          or `errno=` (a device node's open is what the device cgroup checks)
  *   exit N                 exits with code N
  *   kill SIG               kills itself with SIG (handler reset to default, unblocked);
  *                          as PID 1 of a PID namespace the kernel ignores it: exit 3
@@ -88,7 +91,8 @@ static int usage(void) {
     fputs("usage: probe caps|ids|pid|pids|hostname|mounts|cgroup|fds|env|cwd\n"
           "       probe syscall NAME | write PATH | open-wronly PATH | read PATH | ls PATH | stat "
           "PATH\n"
-          "       probe exit N | kill SIG | fault | sleep N | rlimit NAME\n",
+          "       probe exit N | kill SIG | fault | sleep N | rlimit NAME\n"
+          "       probe mknod PATH c|b MAJOR MINOR | open PATH r|w|rw\n",
           stderr);
     return 2;
 }
@@ -295,6 +299,26 @@ static int cmd_stat(const char* path) {
     return 0;
 }
 
+static int cmd_mknod(const char* path, const char* type, const char* maj, const char* min) {
+    long major_nr, minor_nr;
+    if ((strcmp(type, "c") != 0 && strcmp(type, "b") != 0) || parse_int(maj, &major_nr) < 0 ||
+        parse_int(min, &minor_nr) < 0)
+        return usage();
+    mode_t kind = type[0] == 'b' ? S_IFBLK : S_IFCHR;
+    return report(mknod(path, kind | 0666, makedev(major_nr, minor_nr)));
+}
+
+static int cmd_open(const char* path, const char* how) {
+    int flags = strcmp(how, "r") == 0    ? O_RDONLY
+                : strcmp(how, "w") == 0  ? O_WRONLY
+                : strcmp(how, "rw") == 0 ? O_RDWR
+                                         : -1;
+    if (flags < 0) return usage();
+    int fd = open(path, flags | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd >= 0) close(fd);
+    return report(fd);
+}
+
 static int cmd_kill(const char* arg) {
     long sig;
     if (parse_int(arg, &sig) < 0 || sig <= 0 || sig >= NSIG) return usage();
@@ -487,6 +511,8 @@ int main(int argc, char** argv) {
     if (strcmp(cmd, "stat") == 0) return cmd_stat(arg);
     if (strcmp(cmd, "rlimit") == 0) return cmd_rlimit(arg);
     if (strcmp(cmd, "kill") == 0) return cmd_kill(arg);
+    if (strcmp(cmd, "mknod") == 0 && argc == 6) return cmd_mknod(arg, argv[3], argv[4], argv[5]);
+    if (strcmp(cmd, "open") == 0 && argc == 4) return cmd_open(arg, argv[3]);
 
     long n;
     if (parse_int(arg, &n) < 0 || n < 0) return usage();

@@ -748,6 +748,7 @@ TEST_CASE("oci: cgroupsPath and resources map onto cgroup v2") {
                      "minor": 3, "access": "rwm"}],
         "hugepageLimits": [], "blockIO": {}
     })");
+    doc["process"]["capabilities"] = {{"bounding", {"CAP_MKNOD"}}};
     ContainerSpec spec = parse_ok(doc, bundle);
     CHECK(spec.cgroup_path == "keel/box");
     CHECK(spec.resources.memory_max == int64_t{268435456});
@@ -756,6 +757,9 @@ TEST_CASE("oci: cgroupsPath and resources map onto cgroup v2") {
     CHECK(spec.resources.cpu_quota == int64_t{50000});
     CHECK(spec.resources.cpu_period == uint64_t{100000});
     CHECK(spec.resources.cpu_weight == uint64_t{39});
+    // The deny-all an engine writes, with CAP_MKNOD and no user namespace: enforced, not refused.
+    CHECK(spec.device_rules == std::vector<DeviceRule>{{false, 'a', -1, -1, DeviceRule::all},
+                                                       {true, 'c', 1, 3, DeviceRule::all}});
 
     SECTION("cpu shares -> weight, as runc and crun convert them") {
         auto weight = [&](uint64_t shares) {
@@ -973,14 +977,14 @@ TEST_CASE("oci: errors name the field") {
         doc["linux"]["resources"] = {{"memory", {{"limit", 1000}, {"swap", 500}}}};
         CHECK(error() == "linux.resources.memory.swap: memory+swap 500 is below memory.limit 1000");
     }
-    SECTION("device rules keel cannot enforce") {
-        doc["linux"]["resources"] = {
-            {"devices", {{{"allow", false}, {"type", "b"}, {"major", 8}, {"access", "rwm"}}}}};
-        CHECK_THAT(error(),
-                   Catch::StartsWith("linux.resources.devices[0]: only the deny-all rule"));
-        doc["linux"]["resources"] = {{"devices", {{{"allow", false}, {"access", "rwm"}}}}};
-        doc["process"]["capabilities"] = {{"bounding", {"CAP_MKNOD"}}};
-        CHECK_THAT(error(),
-                   Catch::StartsWith("linux.resources.devices[0]: deny-all cannot be enforced"));
+    SECTION("device rules") {
+        doc["linux"]["resources"] = {{"devices", {{{"allow", false}, {"type", "u"}, {"access", "rwm"}}}}};
+        CHECK(error() == R"(linux.resources.devices[0].type: unknown device type "u" (expected a, c or b))");
+        doc["linux"]["resources"] = {{"devices", {{{"allow", true}, {"type", "c"}, {"access", "rx"}}}}};
+        CHECK(error() == R"(linux.resources.devices[0].access: expected letters from "rwm", got "rx")");
+        doc["linux"]["resources"] = {{"devices", {{{"allow", true}, {"major", -2}, {"access", "r"}}}}};
+        CHECK(error() == "linux.resources.devices[0].major: -2 is not a device number (-1 means any)");
+        doc["linux"]["resources"] = {{"devices", {{{"type", "c"}, {"access", "r"}}}}};
+        CHECK_THAT(error(), Catch::StartsWith("linux.resources.devices[0]"));
     }
 }

@@ -9,6 +9,7 @@
 
 #include "common/fd.h"
 #include "config/config.h"
+#include "runtime/device_filter.h"
 #include "service/service_spec.h"
 
 using namespace keel;
@@ -291,4 +292,25 @@ TEST_CASE("service logs: lines split at \\n, a \\r before it dropped, a partial 
     CHECK(buf.since(3, next) == std::vector<std::string>{"four"});
     CHECK(next == 4);
     std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("service: devices: are allowed by the device cgroup; privileged: true allows every device") {
+    TempDir image;
+    std::filesystem::create_directories(image.path + "/etc");
+    ContainerContext ctx;
+    ctx.seccomp_profile = std::string(KEEL_SOURCE_DIR) + "/config/seccomp/default.yml";
+    ctx.allow_privileged = true;
+    constexpr unsigned rw = runtime::DeviceRule::read | runtime::DeviceRule::write;
+    auto s = parse_service("image: " + image.path + "\ncommand: [/bin/true]\nuser: \"0\"\ndevices: [/dev/kmsg]\n",
+                           "/etc/keel/services/dev.yml");
+    REQUIRE(s);
+    auto c = to_container(*s, ctx);
+    REQUIRE(c);
+    auto rules = runtime::device_filter::effective_rules(*c);
+    CHECK(runtime::device_filter::allows(rules, 'c', 1, 11, rw)); // /dev/kmsg
+    CHECK_FALSE(runtime::device_filter::allows(rules, 'c', 10, 229, rw));
+    s->privileged = true;
+    c = to_container(*s, ctx);
+    REQUIRE(c);
+    CHECK(runtime::device_filter::allows(runtime::device_filter::effective_rules(*c), 'c', 10, 229, rw));
 }
