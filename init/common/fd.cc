@@ -2,7 +2,10 @@
 
 #include <cerrno>
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -27,6 +30,38 @@ bool read_file(const char* path, std::string& out) {
             return false;
         }
         if (n == 0) return true;
+        out.append(buf, static_cast<size_t>(n));
+    }
+}
+
+Status read_file_in_root(const std::string& root, const std::string& path, std::string& out, size_t max) {
+    out.clear();
+    std::string what = "read " + root + path;
+    Fd dir(::open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    if (!dir) return sys_error("open " + root);
+    open_how how{};
+    // O_NONBLOCK: opening a FIFO does not wait for a writer; fstat then refuses it.
+    how.flags = O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC;
+    how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+    Fd fd;
+    long r;
+    do r = ::syscall(SYS_openat2, dir.get(), path.c_str(), &how, sizeof how);
+    while (r < 0 && errno == EINTR);
+    if (r < 0) return sys_error(what);
+    fd.reset(static_cast<int>(r));
+    struct stat st{};
+    if (::fstat(fd.get(), &st) < 0) return sys_error(what);
+    if (!S_ISREG(st.st_mode)) return plain_error(what + ": not a regular file");
+    char buf[8192];
+    for (;;) {
+        ssize_t n = ::read(fd.get(), buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return sys_error(what);
+        if (n == 0) return {};
+        if (out.size() + static_cast<size_t>(n) > max) {
+            out.clear();
+            return sys_error(what + " (larger than " + std::to_string(max >> 10) + " KiB)", EFBIG);
+        }
         out.append(buf, static_cast<size_t>(n));
     }
 }

@@ -5,6 +5,8 @@
 #include <vector>
 #include <utility>
 
+#include "common/error.h"
+
 namespace keel {
 
 class Fd {
@@ -32,6 +34,13 @@ class Fd {
 
 // Reads a whole small file; empty on error with errno set.
 bool read_file(const char* path, std::string& out);
+// Reads a file a container image provides (its /etc/passwd, /etc/group), as untrusted data:
+// `path` is resolved inside `root` as if it were / (a link cannot lead out of it, a magic
+// link is refused), only a regular file is read (a FIFO would block the caller, a device
+// like /dev/zero would never end), and at most `max` bytes (a larger file is EFBIG). Errors
+// name root + path.
+Status read_file_in_root(const std::string& root, const std::string& path, std::string& out,
+                         size_t max = size_t(1) << 20);
 // Writes a string to an existing file (sysfs, procfs, cgroupfs) in one write(2).
 bool write_file(const char* path, const std::string& data);
 // Replaces `path` atomically: a temporary file beside it, then rename. Readers see the old

@@ -283,7 +283,7 @@ audit::HostFacts Daemon::host_facts() {
         f.sshd_enabled = true;
         std::string dir = starts_with(ssh->spec->image, "/") ? ssh->spec->image : cfg_.ctx.images_dir + "/" + ssh->spec->image;
         std::string text;
-        if (read_file((dir + "/etc/ssh/sshd_config").c_str(), text)) f.sshd_config = text;
+        if (read_file_in_root(dir, "/etc/ssh/sshd_config", text)) f.sshd_config = text;
     }
 
     // Accounts: the host's and every service image's.
@@ -295,8 +295,11 @@ audit::HostFacts Daemon::host_facts() {
     }
     for (const auto& root : roots)
         for (const char* file : {"/etc/passwd", "/etc/shadow"}) {
-            std::string path = root + file;
-            for (const auto& line : split(slurp(path), '\n')) {
+            // An image's files are data: read inside its root, regular files, bounded.
+            std::string path = root + file, text;
+            if (root.empty()) text = slurp(path);
+            else if (!read_file_in_root(root, file, text)) text.clear();
+            for (const auto& line : split(text, '\n')) {
                 auto fields = split(line, ':');
                 if (fields.size() >= 2 && !fields[0].empty()) f.accounts.push_back({path, fields[0], fields[1]});
             }

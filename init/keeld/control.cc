@@ -28,11 +28,6 @@ namespace keel::keeld {
 using nlohmann::json;
 
 namespace {
-int64_t mono_ms() {
-    timespec ts{};
-    ::clock_gettime(CLOCK_MONOTONIC, &ts);
-    return int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
-}
 json error(const std::string& msg) { return {{"ok", false}, {"error", msg}}; }
 
 // Root, or a member of the admin group (primary or supplementary: SO_PEERGROUPS).

@@ -30,11 +30,6 @@ namespace {
 enum Kind : uint64_t { kSignal = 1, kListen = 2, kClient = 3, kPidfd = 4, kLog = 5, kNotify = 6, kSpawn = 7, kExec = 8, kImport = 9 };
 uint64_t tag(Kind k, int fd) { return (uint64_t(k) << 32) | uint32_t(fd); }
 
-int64_t now_ms() {
-    timespec ts{};
-    ::clock_gettime(CLOCK_MONOTONIC, &ts);
-    return int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
-}
 
 // A service that is not ready this long after its start counts as a failed start: a boot
 // must not wait forever on a path that never appears.
@@ -43,8 +38,16 @@ constexpr int64_t kReadyTimeoutMs = 30000;
 constexpr int64_t kReadyPollMs = 20;
 // How often a boot that has not finished says what it waits for.
 constexpr int64_t kProgressEveryMs = 5000;
+// How long reading a service's output pauses once it comes faster than its log keeps.
+constexpr int64_t kLogPauseMs = 100;
 
 } // namespace
+
+int64_t mono_ms() noexcept {
+    timespec ts{};
+    ::clock_gettime(CLOCK_MONOTONIC, &ts);
+    return int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
 
 const char* state_name(State s) {
     switch (s) {
@@ -151,7 +154,7 @@ bool Daemon::deps_running(const Service& s, std::string& waiting_for) const {
 
 void Daemon::schedule() noexcept {
     if (shutting_down_) return;
-    int64_t now = now_ms();
+    int64_t now = mono_ms();
     for (const auto& name : order_) {
         Service* s = find(name);
         if (!s || !s->enabled || !s->spec || s->hold) continue;
@@ -233,7 +236,7 @@ void Daemon::start(Service& s) noexcept {
         s.pending = std::move(*spawned);
         if (spec->console) s.tty_master = s.pending->take_console();
         s.state = State::starting;
-        s.started_ms = now_ms();
+        s.started_ms = mono_ms();
         // The container's own set-up (mounts, namespaces, the exec) is bounded too: a child
         // stuck on the way (a hung mount source, a lost wake-up) must not hold the boot.
         s.ready_deadline_ms = s.started_ms + kReadyTimeoutMs;
@@ -250,7 +253,7 @@ void Daemon::start_failed(Service& s, const std::string& why) noexcept {
     log::error("service {}: start failed: {}", s.name, s.last_exit);
     s.failures++;
     s.state = State::backoff;
-    s.next_start_ms = now_ms() + backoff_ms(s.failures);
+    s.next_start_ms = mono_ms() + backoff_ms(s.failures);
     if (s.failures > s.spec->restart_limit) {
         s.state = State::failed;
         s.error = "start failed " + std::to_string(s.failures) + " times: " + s.last_exit;
@@ -276,7 +279,7 @@ void Daemon::on_spawned(Service& s) noexcept {
         runtime::StartError why;
         auto c = s.pending->finish(&why);
         s.pending.reset();
-        log::debug("service {}: container start took {} ms", s.name, now_ms() - s.started_ms);
+        log::debug("service {}: container start took {} ms", s.name, mono_ms() - s.started_ms);
         if (!c) {
             s.log_rd.reset();
             s.notify_rd.reset();
@@ -300,7 +303,7 @@ void Daemon::on_spawned(Service& s) noexcept {
             became_ready(s);
             return;
         }
-        s.ready_deadline_ms = now_ms() + kReadyTimeoutMs;
+        s.ready_deadline_ms = mono_ms() + kReadyTimeoutMs;
         if (s.notify_rd) watch(s.notify_rd.get(), tag(kNotify, s.notify_rd.get()));
         check_ready(s);
     } catch (const std::exception& e) {
@@ -320,7 +323,7 @@ void Daemon::became_ready(Service& s) noexcept {
     if (s.spec->ready == service::ReadyKind::started)
         log::info("service {} started (pid {})", s.name, s.container.pid());
     else
-        log::info("service {} ready in {} ms (pid {})", s.name, now_ms() - s.started_ms, s.container.pid());
+        log::info("service {} ready in {} ms (pid {})", s.name, mono_ms() - s.started_ms, s.container.pid());
 }
 
 // A container whose set-up did not reach its exec in time: killed, which ends its start as
@@ -382,7 +385,7 @@ void Daemon::check_ready(Service& s) noexcept {
         became_ready(s);
         return;
     }
-    if (now_ms() >= s.ready_deadline_ms) {
+    if (mono_ms() >= s.ready_deadline_ms) {
         s.log->note(fmt::format("not ready after {} s: killed", kReadyTimeoutMs / 1000));
         log::error("service {}: not ready after {} s", s.name, kReadyTimeoutMs / 1000);
         s.ready_deadline_ms = -1;
@@ -425,17 +428,26 @@ void Daemon::stop(Service& s, int timeout_s) noexcept {
         sig = SIGKILL;
     }
     (void)s.container.signal(sig);
-    s.kill_at_ms = now_ms() + int64_t(timeout_s) * 1000;
+    s.kill_at_ms = mono_ms() + int64_t(timeout_s) * 1000;
 }
 
+// One read per wakeup, then back to epoll: a service flooding its pipe gets its turn like
+// every other descriptor, and the control socket is still answered. What comes faster than
+// the log's rate is dropped (and counted in the log); reading then pauses briefly, so the
+// writer waits on its full pipe rather than keeld spinning on it.
 void Daemon::read_log(Service& s) noexcept {
-    char buf[8192];
-    ssize_t n = -1;
-    while (s.log_rd && (n = ::read(s.log_rd.get(), buf, sizeof buf)) > 0) s.log->append(buf, size_t(n));
+    static char buf[64 * 1024];
+    if (!s.log_rd) return;
+    ssize_t n = ::read(s.log_rd.get(), buf, sizeof buf);
+    if (n > 0 && !s.log->append(buf, size_t(n), mono_ms()) && s.log_resume_ms < 0) {
+        unwatch(s.log_rd.get());
+        s.log_resume_ms = mono_ms() + kLogPauseMs;
+    }
     // End of file: no writer is left (the service closed its stdout and stderr, or a workload
     // with a terminal never had them). epoll would report it again at once, for ever.
-    if (s.log_rd && n == 0) {
-        unwatch(s.log_rd.get());
+    if (n == 0) {
+        if (s.log_resume_ms < 0) unwatch(s.log_rd.get());
+        s.log_resume_ms = -1;
         s.log_rd.reset();
     }
 }
@@ -443,7 +455,10 @@ void Daemon::read_log(Service& s) noexcept {
 void Daemon::on_exit(Service& s) noexcept {
     auto st = s.container.try_wait();
     if (!st) return;
-    read_log(s);
+    // What is left in the pipe, within reason: with host: pid, other processes may still
+    // hold its write end.
+    for (int i = 0; i < 16 && s.log_rd; ++i) read_log(s);
+    s.log->flush_dropped();
     // Before the cgroup goes: was it the OOM killer?
     std::string events;
     if (!s.container.cgroup_path().empty() && read_file((s.container.cgroup_path() + "/memory.events").c_str(), events)) {
@@ -451,8 +466,9 @@ void Daemon::on_exit(Service& s) noexcept {
         s.oom_killed = at != std::string::npos && std::strtoll(events.c_str() + at + 9, nullptr, 10) > 0;
     }
     unwatch(s.container.pidfd());
-    if (s.log_rd) unwatch(s.log_rd.get());
+    if (s.log_rd && s.log_resume_ms < 0) unwatch(s.log_rd.get());
     s.log_rd.reset();
+    s.log_resume_ms = -1;
     if (s.notify_rd) unwatch(s.notify_rd.get());
     s.notify_rd.reset();
     s.ready_deadline_ms = -1;
@@ -464,7 +480,7 @@ void Daemon::on_exit(Service& s) noexcept {
     if (s.oom_killed) s.last_exit += " (out of memory: killed by the OOM killer)";
     s.exit_code = st->signal ? 128 + st->signal : st->code;
     s.log->note(s.last_exit);
-    int64_t ran = now_ms() - s.started_ms;
+    int64_t ran = mono_ms() - s.started_ms;
     if (s.workload) {
         // A workload runs once (no restart policy in this version): it stays, exited, for
         // `keel ps -a` and `keel logs`, unless it was started with --rm.
@@ -501,7 +517,7 @@ void Daemon::on_exit(Service& s) noexcept {
     case RestartDecision::Kind::restart:
         s.restarts++;
         s.state = State::backoff;
-        s.next_start_ms = now_ms() + d.delay_ms;
+        s.next_start_ms = mono_ms() + d.delay_ms;
         s.log->note(fmt::format("restarting in {} ms", d.delay_ms));
         return;
     }
@@ -522,7 +538,7 @@ void Daemon::maybe_ready() noexcept {
         }
     }
     ready_sent_ = true;
-    log::info("all enabled services started in {} ms", now_ms() - boot_ms_);
+    log::info("all enabled services started in {} ms", mono_ms() - boot_ms_);
     ssize_t ignored = ::write(cfg_.notify_fd, "READY\n", 6);
     (void)ignored;
     // From here on the console belongs to its user: routine events go to the services' logs.
@@ -576,7 +592,7 @@ Result<std::vector<std::string>> Daemon::environment(const service::ServiceSpec&
 
 int Daemon::run() noexcept {
     try {
-        boot_ms_ = now_ms();
+        boot_ms_ = mono_ms();
         epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
         sigset_t sigs;
         sigemptyset(&sigs);
@@ -608,7 +624,7 @@ int Daemon::run() noexcept {
         }
         if (cfg_.instance == "user") setup_user_instance();
         load();
-        log::debug("loaded {} services in {} ms", services_.size(), now_ms() - boot_ms_);
+        log::debug("loaded {} services in {} ms", services_.size(), mono_ms() - boot_ms_);
         schedule();
     } catch (const std::exception& e) {
         log::error("startup: {}", e.what());
@@ -616,7 +632,7 @@ int Daemon::run() noexcept {
 
     for (;;) {
         try {
-            int64_t now = now_ms(), timeout = -1;
+            int64_t now = mono_ms(), timeout = -1;
             if (!ready_sent_ && cfg_.notify_fd >= 0 && next_progress_ms_ > 0) timeout = std::max<int64_t>(0, next_progress_ms_ - now);
             for (const auto& w : waiters_) timeout = timeout < 0 ? w.deadline_ms - now : std::min(timeout, w.deadline_ms - now);
             for (auto& [name, s] : services_) {
@@ -626,7 +642,12 @@ int Daemon::run() noexcept {
                     timeout = timeout < 0 ? s.kill_at_ms - now : std::min(timeout, s.kill_at_ms - now);
                 if (s.state == State::starting)
                     timeout = timeout < 0 ? kReadyPollMs : std::min(timeout, kReadyPollMs);
+                if (s.log_resume_ms >= 0)
+                    timeout = timeout < 0 ? s.log_resume_ms - now : std::min(timeout, s.log_resume_ms - now);
             }
+            for (const auto& [id, e] : execs_)
+                if (e.start_deadline_ms >= 0 && e.pending)
+                    timeout = timeout < 0 ? e.start_deadline_ms - now : std::min(timeout, e.start_deadline_ms - now);
             epoll_event evs[32];
             int n = ::epoll_wait(epoll_.get(), evs, 32, timeout < 0 ? -1 : int(std::max<int64_t>(0, timeout)));
             for (int i = 0; i < n; ++i) {
@@ -666,7 +687,7 @@ int Daemon::run() noexcept {
                     }
                 }
             }
-            now = now_ms();
+            now = mono_ms();
             for (auto& [name, s] : services_)
                 if (s.pending && s.ready_deadline_ms >= 0 && now >= s.ready_deadline_ms) setup_timed_out(s);
                 else if (s.state == State::starting && s.spec->ready == service::ReadyKind::path) check_ready(s);
@@ -678,7 +699,13 @@ int Daemon::run() noexcept {
                     (void)s.container.signal(SIGKILL);
                     s.kill_at_ms = -1;
                 }
-            expire_waiters(now_ms());
+            for (auto& [name, s] : services_)
+                if (s.log_resume_ms >= 0 && now >= s.log_resume_ms) {
+                    s.log_resume_ms = -1;
+                    if (s.log_rd) watch(s.log_rd.get(), tag(kLog, s.log_rd.get()));
+                }
+            expire_execs(now);
+            expire_waiters(mono_ms());
             for (auto name : std::exchange(to_remove_, {})) (void)remove_workload(name, true);
             if (shutting_down_) {
                 // A running import is let finish: killed in the middle of moving a name from

@@ -35,6 +35,9 @@ struct DaemonConfig {
     std::string cmdline; // the kernel command line, for keel.config.* overrides
 };
 
+// CLOCK_MONOTONIC in milliseconds: keeld's one clock for deadlines and uptimes.
+int64_t mono_ms() noexcept;
+
 // The `keel` admin group's id from /etc/group, or -1.
 gid_t admin_gid();
 
@@ -51,6 +54,7 @@ struct Service {
     bool has_container = false;
     std::optional<runtime::PendingStart> pending; // spawned, setup and exec still under way
     Fd log_rd;
+    int64_t log_resume_ms = -1; // its output came faster than it is kept: read again then
     Fd notify_rd;                // ready: notify, the read end of the service's fd 3
     int64_t ready_deadline_ms = -1; // starting: killed as failed if not ready by then
     int64_t started_ms = 0;
@@ -126,6 +130,9 @@ class Daemon {
     // kept until the CLI has read it all after the exit.
     struct Exec {
         std::string workload;
+        std::optional<runtime::PendingStart> pending; // spawned, not exec'd yet
+        int64_t start_deadline_ms = -1;               // ... killed if still pending then
+        std::string start_error;                      // why it did not start: the CLI's answer
         runtime::Container container;
         Fd out;
         std::string output;
@@ -158,6 +165,8 @@ class Daemon {
     int next_exec_ = 1;
     nlohmann::json start_exec(const nlohmann::json& req);
     void on_exec_event(int fd) noexcept;
+    void expire_execs(int64_t now) noexcept;
+    static constexpr int64_t kExecStartTimeoutMs = 10000;
     Result<std::vector<std::string>> environment(const service::ServiceSpec& spec) const;
 
     void watch(int fd, uint64_t tag);

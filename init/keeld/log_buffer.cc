@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 
 namespace keel::keeld {
 
@@ -13,23 +14,46 @@ void LogBuffer::add_line(const std::string& line) noexcept {
         lines_.push_back(line);
         seq_++;
         while (lines_.size() > max_lines_) lines_.pop_front();
-        if (file_.empty()) return;
-        struct stat st{};
-        if (::stat(file_.c_str(), &st) == 0 && static_cast<size_t>(st.st_size) > max_file_)
-            ::rename(file_.c_str(), (file_ + ".1").c_str());
-        int fd = ::open(file_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-        if (fd < 0) return;
-        std::string l = line + "\n";
-        ssize_t ignored = ::write(fd, l.data(), l.size());
-        (void)ignored;
-        ::close(fd);
+        if (!file_.empty()) (out_ += line) += '\n';
     } catch (...) {
     }
 }
 
-void LogBuffer::append(const char* data, size_t n) noexcept {
+void LogBuffer::write_out() noexcept {
+    if (out_.empty()) return;
+    if (file_size_ > max_file_) {
+        fd_.reset();
+        ::rename(file_.c_str(), (file_ + ".1").c_str());
+    }
+    if (!fd_) {
+        fd_.reset(::open(file_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0640));
+        struct stat st{};
+        file_size_ = fd_ && ::fstat(fd_.get(), &st) == 0 ? size_t(st.st_size) : 0;
+    }
+    if (fd_) {
+        // A regular file on the state partition: the write completes or fails, it does not wait.
+        ssize_t n = ::write(fd_.get(), out_.data(), out_.size());
+        if (n > 0) file_size_ += size_t(n);
+    }
+    out_.clear();
+}
+
+bool LogBuffer::append(const char* data, size_t n, int64_t now_ms) noexcept {
     try {
-        partial_.append(data, n);
+        if (refilled_ms_ >= 0) tokens_ = std::min(double(rate_), tokens_ + double(now_ms - refilled_ms_) * double(rate_) / 1000);
+        refilled_ms_ = now_ms;
+        size_t keep = std::min(n, size_t(tokens_));
+        // Over the rate: the kept part ends at a line's end where it can.
+        if (keep < n) {
+            const void* nl = keep ? ::memrchr(data, '\n', keep) : nullptr;
+            if (nl) keep = size_t(static_cast<const char*>(nl) - data) + 1;
+        }
+        tokens_ -= double(keep);
+        if (dropped_ && keep && (dropped_said_ms_ < 0 || now_ms - dropped_said_ms_ >= 1000)) {
+            flush_dropped();
+            dropped_said_ms_ = now_ms;
+        }
+        partial_.append(data, keep);
         // A line ends at \n; a \r before it (sshd, programs that think they own a terminal) is
         // not part of it.
         for (size_t nl; (nl = partial_.find('\n')) != std::string::npos; partial_.erase(0, nl + 1))
@@ -38,20 +62,32 @@ void LogBuffer::append(const char* data, size_t n) noexcept {
             add_line(partial_);
             partial_.clear();
         }
+        dropped_ += n - keep;
+        dropped_total_ += n - keep;
+        write_out();
+        return keep == n;
     } catch (...) {
+        return true;
     }
 }
 
-void LogBuffer::note(const std::string& line) noexcept { add_line("[keeld] " + line); }
+void LogBuffer::flush_dropped() noexcept {
+    if (!dropped_) return;
+    uint64_t d = dropped_;
+    dropped_ = 0;
+    std::string rate = rate_ >= 1024 ? std::to_string(rate_ >> 10) + " KiB/s" : std::to_string(rate_) + " bytes/s";
+    note("dropped " + std::to_string(d) + " bytes of output (more than " + rate + ")");
+}
+
+void LogBuffer::note(const std::string& line) noexcept {
+    add_line("[keeld] " + line);
+    write_out();
+}
 
 std::vector<std::string> LogBuffer::tail(size_t n) const {
     size_t from = lines_.size() > n ? lines_.size() - n : 0;
     return {lines_.begin() + static_cast<long>(from), lines_.end()};
 }
-
-} // namespace keel::keeld
-
-namespace keel::keeld {
 
 std::vector<std::string> LogBuffer::since(uint64_t seq, uint64_t& next) const {
     next = seq_;

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <random>
 
@@ -51,6 +52,35 @@ std::string random_name() {
 }
 
 int64_t unix_now() { return int64_t(::time(nullptr)); }
+
+// A `run` request, checked as a whole before anything is made for it: every field has the
+// type the CLI sends, and a field keeld does not know is refused rather than ignored.
+Status check_run_request(const json& req) {
+    enum Kind { text, texts, flag, count, number };
+    static const std::pair<const char*, Kind> fields[] = {
+        {"cmd", text},      {"name", text},     {"image", text},  {"user", text},       {"net", text},
+        {"command", texts}, {"env", texts},     {"volumes", texts}, {"cap_add", texts}, {"rm", flag},
+        {"stdin", flag},    {"tty", flag},      {"read_only", flag}, {"memory", count}, {"pids", count},
+        {"cpus", number}};
+    for (const auto& [key, value] : req.items()) {
+        auto f = std::find_if(std::begin(fields), std::end(fields), [&](const auto& p) { return key == p.first; });
+        if (f == std::end(fields)) return plain_error("run: unknown field '" + key + "'");
+        bool ok = false;
+        const char* want = "";
+        switch (f->second) {
+        case text: ok = value.is_string(), want = "a string"; break;
+        case flag: ok = value.is_boolean(), want = "true or false"; break;
+        case count: ok = value.is_number_integer() && value.get<int64_t>() >= 0, want = "a non-negative integer"; break;
+        case number: ok = value.is_number() && value.get<double>() > 0, want = "a positive number"; break;
+        case texts:
+            ok = value.is_array() && std::all_of(value.begin(), value.end(), [](const json& v) { return v.is_string(); });
+            want = "a list of strings";
+            break;
+        }
+        if (!ok) return plain_error(fmt::format("run: '{}' must be {}, got {}", key, want, value.dump()));
+    }
+    return {};
+}
 
 } // namespace
 
@@ -103,6 +133,7 @@ void Daemon::setup_user_instance() {
 }
 
 Result<std::string> Daemon::create_workload(const json& req) {
+    if (auto ok = check_run_request(req); !ok) return ok.error();
     std::string name = req.value("name", "");
     if (name.empty()) {
         do name = random_name();
@@ -168,6 +199,12 @@ Result<std::string> Daemon::create_workload(const json& req) {
     }
     sp.restart = service::RestartPolicy::no;
     sp.enabled = true;
+    sp.workload = true;
+    Fd stdin_fd;
+    if (req.value("stdin", false)) {
+        stdin_fd = take_client_fd();
+        if (!stdin_fd) return plain_error("-i: no input was passed with the request");
+    }
 
     // The container's root: the image's layers under a writable layer of its own.
     for (const char* d : {"", "/upper", "/work", "/rootfs"})
@@ -192,14 +229,7 @@ Result<std::string> Daemon::create_workload(const json& req) {
     s.image_id = found->id;
     s.rootfs_dir = dir + "/rootfs";
     s.auto_remove = req.value("rm", false);
-    if (req.value("stdin", false)) {
-        s.stdin_fd = take_client_fd();
-        if (!s.stdin_fd) {
-            (void)::umount2((dir + "/rootfs").c_str(), MNT_DETACH);
-            (void)image::remove_tree(dir);
-            return plain_error("-i: no input was passed with the request");
-        }
-    }
+    s.stdin_fd = std::move(stdin_fd);
     s.tty = req.value("tty", false);
     s.created_unix = unix_now();
     s.spec = std::move(sp);
@@ -253,7 +283,7 @@ Status Daemon::remove_workload(const std::string& name, bool force) {
             auto st = s->container.wait();
             (void)st;
             unwatch(s->container.pidfd());
-            if (s->log_rd) unwatch(s->log_rd.get());
+            if (s->log_rd && s->log_resume_ms < 0) unwatch(s->log_rd.get());
             (void)s->container.cleanup();
         }
         if (s->pending) {
@@ -329,43 +359,93 @@ json Daemon::start_exec(const json& req) {
     runtime::StartOptions opts;
     opts.die_with_parent = false;
     runtime::StartError why;
-    auto c = runtime::Container::start(*spec, opts, &why);
-    if (!c) return error("exec in " + name + ": " + why.str());
+    // Spawned, not waited for: the workload owns the namespaces the process joins and may
+    // stop it (SIGSTOP) before it execs; keeld goes on serving everyone meanwhile, and
+    // on_exec_event finishes the start (or expire_execs gives up on it).
+    auto pending = runtime::Container::spawn(*spec, opts, &why);
+    if (!pending) return error("exec in " + name + ": " + why.str());
     wr.reset();
     ::fcntl(rd.get(), F_SETFL, O_NONBLOCK);
     int id = next_exec_++;
     Exec& e = execs_[id];
     e.workload = name;
-    e.container = std::move(*c);
+    e.pending = std::move(*pending);
+    e.start_deadline_ms = mono_ms() + kExecStartTimeoutMs;
     e.out = std::move(rd);
-    watch(e.container.pidfd(), (uint64_t(8) << 32) | uint32_t(e.container.pidfd()));
+    watch(e.pending->fd(), (uint64_t(8) << 32) | uint32_t(e.pending->fd()));
     watch(e.out.get(), (uint64_t(8) << 32) | uint32_t(e.out.get()));
     bool tty = spec->console;
-    if (tty) reply_fd_ = e.container.take_console();
+    if (tty) reply_fd_ = e.pending->take_console();
     return {{"ok", true}, {"exec", id}, {"tty", tty}};
 }
 
+namespace {
+
+// What an exec's pipe holds: one read per wakeup (a flood does not keep keeld from its other
+// descriptors), the last MiB kept.
+void read_exec_output(int fd, std::string& output) {
+    static char buf[64 * 1024];
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n > 0) output.append(buf, size_t(n));
+    if (output.size() > (1 << 20)) output.erase(0, output.size() - (1 << 20));
+}
+
+} // namespace
+
 void Daemon::on_exec_event(int fd) noexcept {
-    for (auto& [id, e] : execs_) {
-        if (e.done) continue;
-        if (e.out && e.out.get() == fd) {
-            char buf[8192];
-            for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) e.output.append(buf, size_t(n));
-            if (e.output.size() > (1 << 20)) e.output.erase(0, e.output.size() - (1 << 20));
-        }
-        if (e.container.pidfd() == fd) {
-            auto st = e.container.try_wait();
-            if (!st) continue;
-            if (e.out) {
-                char buf[8192];
-                for (ssize_t n; (n = ::read(e.out.get(), buf, sizeof buf)) > 0;) e.output.append(buf, size_t(n));
-                unwatch(e.out.get());
-                e.out.reset();
+    try {
+        for (auto& [id, e] : execs_) {
+            if (e.done) continue;
+            if (e.pending && e.pending->fd() == fd) {
+                // Readable: finish() does not block.
+                unwatch(fd);
+                runtime::StartError why;
+                auto c = e.pending->finish(&why);
+                e.pending.reset();
+                if (!c) {
+                    e.start_error = "exec in " + e.workload + ": " + why.str();
+                    if (e.out) unwatch(e.out.get());
+                    e.out.reset();
+                    e.done = true;
+                    continue;
+                }
+                e.container = std::move(*c);
+                watch(e.container.pidfd(), (uint64_t(8) << 32) | uint32_t(e.container.pidfd()));
+                continue;
             }
-            unwatch(e.container.pidfd());
-            e.done = true;
-            e.code = st->signal ? 128 + st->signal : st->code;
+            if (e.out && e.out.get() == fd) read_exec_output(fd, e.output);
+            if (!e.pending && e.container.pidfd() == fd) {
+                auto st = e.container.try_wait();
+                if (!st) continue;
+                if (e.out) {
+                    // What is left in the pipe, within reason: a process of the workload may
+                    // still hold its write end and keep writing.
+                    for (int i = 0; i < 16; ++i) read_exec_output(e.out.get(), e.output);
+                    unwatch(e.out.get());
+                    e.out.reset();
+                }
+                unwatch(e.container.pidfd());
+                e.done = true;
+                e.code = st->signal ? 128 + st->signal : st->code;
+            }
         }
+    } catch (...) {
+    }
+}
+
+// An exec whose process has not exec'd in time (stopped by the workload, or stuck on its
+// way in) is killed; the CLI gets the reason once it is reaped.
+void Daemon::expire_execs(int64_t now) noexcept {
+    try {
+        for (auto& [id, e] : execs_) {
+            if (!e.pending || e.start_deadline_ms < 0 || now < e.start_deadline_ms) continue;
+            e.start_deadline_ms = -1;
+            ::kill(e.pending->pid(), SIGKILL);
+            e.start_error = fmt::format("exec in {}: the process did not start within {} s (stopped or stuck in the "
+                                        "workload's namespaces); killed",
+                                        e.workload, kExecStartTimeoutMs / 1000);
+        }
+    } catch (...) {
     }
 }
 
@@ -379,9 +459,7 @@ json Daemon::handle_workload(const std::string& cmd, const json& req) {
         if (s->state == State::exited || s->state == State::failed)
             return {{"ok", true}, {"done", true}, {"service", describe(*s, false)}};
         int64_t ms = std::clamp<int64_t>(req.value("timeout_ms", int64_t(1000)), 0, 60000);
-        timespec ts{};
-        ::clock_gettime(CLOCK_MONOTONIC, &ts);
-        waiters_.push_back({current_client_, name, int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000 + ms});
+        waiters_.push_back({current_client_, name, mono_ms() + ms});
         return json(nullptr);
     }
     if (cmd == "exec_output") {
@@ -389,6 +467,13 @@ json Daemon::handle_workload(const std::string& cmd, const json& req) {
         auto it = execs_.find(req.value("exec", 0));
         if (it == execs_.end()) return error("no such exec");
         Exec& e = it->second;
+        if (!e.start_error.empty()) {
+            // Failed or given up: said once the process is gone.
+            if (!e.done) return {{"ok", true}, {"output", ""}, {"offset", req.value("offset", size_t(0))}, {"done", false}};
+            json r = error(e.start_error);
+            execs_.erase(it);
+            return r;
+        }
         size_t off = std::min<size_t>(req.value("offset", size_t(0)), e.output.size());
         json r = {{"ok", true}, {"output", e.output.substr(off)}, {"offset", e.output.size()}, {"done", e.done}};
         if (e.done) {

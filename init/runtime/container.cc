@@ -583,6 +583,9 @@ Result<Container> PendingStart::finish(StartError* why) {
     StartError local;
     StartError& err = why ? *why : local;
     auto fail = [&](std::string stage, Error e) -> Error {
+        // The child exits after its report, but a process that shares its PID namespace (an
+        // exec's workload) may stop it first: the wait must not depend on it.
+        (void)c_.signal(SIGKILL);
         (void)c_.wait();
         if (!c_.cgroup_.empty()) (void)cgroup::destroy(c_.cgroup_);
         err.stage = std::move(stage);

@@ -3,7 +3,11 @@
 #include "service/service_spec.h"
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
 #include <sys/mount.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
@@ -379,13 +383,62 @@ namespace {
 // Looks a user or group up in the image's own /etc/passwd or /etc/group.
 Result<uint32_t> lookup_id(const std::string& rootfs, const char* file, const std::string& name) {
     if (!name.empty() && std::all_of(name.begin(), name.end(), ::isdigit)) return static_cast<uint32_t>(std::stoul(name));
-    std::string text, path = rootfs + file;
-    if (!read_file(path.c_str(), text)) return sys_error("read " + path);
+    // The image's file is untrusted data, read inside its root with a bound (it is read in
+    // keeld's event loop).
+    std::string text;
+    if (auto r = read_file_in_root(rootfs, file, text); !r) return r.error();
     for (const auto& line : split(text, '\n')) {
         auto f = split(line, ':');
         if (f.size() >= 3 && f[0] == name) return static_cast<uint32_t>(std::stoul(f[2]));
     }
     return plain_error(fmt::format("'{}' not found in the image's {}", name, file));
+}
+
+// One component beneath `dir`, as an O_PATH descriptor; `follow`: links are followed (a
+// service file's path in the image), else a link anywhere is refused with ELOOP.
+int open_component(int dir, const std::string& name, bool follow) {
+    open_how how{};
+    how.flags = O_PATH | O_CLOEXEC;
+    how.resolve = RESOLVE_NO_MAGICLINKS | (follow ? 0 : RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS);
+    long r;
+    do r = ::syscall(SYS_openat2, dir, name.c_str(), &how, sizeof how);
+    while (r < 0 && errno == EINTR);
+    return static_cast<int>(r);
+}
+
+// A bind mount's source, opened component by component. keeld owns its run and state
+// directories: a service's directory there (a socket dir, a runtime's storage) is created on
+// first use (for a service in a user namespace, owned by its root), and no link is followed
+// beneath them, where containers write. A workload's source follows no link anywhere.
+Result<Fd> open_mount_source(const ServiceSpec& s, const std::string& source, const ContainerContext& ctx) {
+    std::string root = "/";
+    for (const auto& owned : {ctx.run_dir, ctx.state_dir})
+        if (source.starts_with(owned + "/")) root = owned;
+    bool keeld_owned = root != "/";
+    bool follow = !keeld_owned && !s.workload;
+    std::string what = "mount source " + source;
+    Fd cur(::open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    if (!cur) return sys_error(what + ": open " + root);
+    auto parts = split(source.substr(root.size()), '/');
+    std::erase_if(parts, [](const std::string& p) { return p.empty() || p == "."; });
+    bool created = false;
+    for (const auto& part : parts) {
+        if (part == "..") return plain_error(what + ": '..' is not allowed in a mount source");
+        int fd = open_component(cur.get(), part, follow);
+        if (fd < 0 && errno == ENOENT && keeld_owned) {
+            if (::mkdirat(cur.get(), part.c_str(), 0755) < 0 && errno != EEXIST) return sys_error(what + ": mkdir " + part);
+            created = true;
+            fd = open_component(cur.get(), part, follow);
+        }
+        if (fd < 0 && errno == ELOOP)
+            return plain_error(what + ": goes through a symbolic link at '" + part + "' (give the path it leads to)");
+        if (fd < 0) return sys_error(what);
+        cur.reset(fd);
+    }
+    if (created && s.user_namespace.enabled && s.user_namespace.host_id &&
+        ::fchownat(cur.get(), "", s.user_namespace.host_id, s.user_namespace.host_id, AT_EMPTY_PATH) < 0)
+        return sys_error("chown " + source);
+    return cur;
 }
 
 runtime::Mount mnt(const char* dest, const char* type, const char* src, unsigned long flags, const char* data = "") {
@@ -432,8 +485,15 @@ Result<runtime::ContainerSpec> to_container(const ServiceSpec& s, const Containe
         c.device_rules = {{true, 'a', -1, -1, runtime::DeviceRule::all}};
     }
     c.caps.bounding = c.caps.permitted = c.caps.effective = caps;
-    // A non-root service keeps its capabilities across exec only as ambient ones.
-    if (c.uid != 0) c.caps.inheritable = c.caps.ambient = caps;
+    if (c.uid != 0 && s.workload && !s.privileged) {
+        // Docker's rule for a non-root user: what it may gain (a setuid binary, file
+        // capabilities) is bounded; it holds nothing itself.
+        c.caps.permitted.clear();
+        c.caps.effective.clear();
+    } else if (c.uid != 0) {
+        // A non-root service keeps its declared capabilities across exec only as ambient ones.
+        c.caps.inheritable = c.caps.ambient = caps;
+    }
 
     c.namespaces = {{NsType::mount, ""}, {NsType::cgroup, ""}};
     if (s.user_namespace.enabled) {
@@ -466,25 +526,12 @@ Result<runtime::ContainerSpec> to_container(const ServiceSpec& s, const Containe
                                    m.options.c_str()));
             continue;
         }
-        // keeld owns its run and state directories: a service's directory there (a socket
-        // dir, resolv.conf, a runtime's storage) is created on first use rather than being an
-        // error; for a service in a user namespace, owned by its root.
-        if (::stat(m.source.c_str(), &st) < 0 && errno == ENOENT &&
-            (m.source.starts_with(ctx.run_dir + "/") || m.source.starts_with(ctx.state_dir + "/"))) {
-            std::string cur;
-            for (const auto& part : split(m.source, '/')) {
-                if (part.empty()) continue;
-                cur += "/" + part;
-                ::mkdir(cur.c_str(), 0755);
-            }
-            if (s.user_namespace.enabled && s.user_namespace.host_id &&
-                ::chown(m.source.c_str(), s.user_namespace.host_id, s.user_namespace.host_id) < 0)
-                return sys_error(fmt::format("{}: chown {}", s.file, m.source));
-        }
-        if (::stat(m.source.c_str(), &st) < 0) return sys_error(fmt::format("{}: mount source {}", s.file, m.source));
-        runtime::Mount b = mnt(m.destination.c_str(), "bind", m.source.c_str(),
-                               MS_BIND | MS_REC | MS_NOSUID | MS_NODEV | (m.read_only ? MS_RDONLY : 0));
-        c.mounts.push_back(b);
+        // Checked here, mounted by path in the container's own mount namespace (a bind from
+        // this descriptor would cross namespaces, which the kernel refuses).
+        auto src = open_mount_source(s, m.source, ctx);
+        if (!src) return wrap(s.file, src.error());
+        c.mounts.push_back(mnt(m.destination.c_str(), "bind", m.source.c_str(),
+                               MS_BIND | MS_REC | MS_NOSUID | MS_NODEV | (m.read_only ? MS_RDONLY : 0)));
     }
     for (const auto& d : s.devices) {
         if (::stat(d.c_str(), &st) < 0) return sys_error(fmt::format("{}: device {}", s.file, d));

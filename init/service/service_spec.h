@@ -62,6 +62,12 @@ struct ServiceSpec {
     int stop_timeout_s = 10;
     bool enabled = false;
     bool privileged = false;
+    // A workload (made from a `keel run` request rather than a service file): untrusted as
+    // a whole. Docker's rules apply: a non-root user's capabilities are a bounding set only
+    // (none effective, permitted or ambient), while a service file's non-root user gets the
+    // ones it declares (ntp's CAP_SYS_TIME); a bind source goes through no symbolic link,
+    // since one may have been planted by another workload in a volume they share.
+    bool workload = false;
 };
 
 // Parses one file. Errors name file, line, column and key: "console.yml:4:3: capabilities[1]:

@@ -2,8 +2,11 @@
 archive (scripts/make-busybox-oci) with `keel image import`, workloads driven with
 `keel run|ps|logs|exec|stop|kill|rm` through KEEL_USER_SOCKET. (The nesting in a user
 namespace, cgroup limits and the image shipped and imported on first boot are tested in QEMU.)"""
+import json
 import os
+import resource
 import shutil
+import socket
 import signal
 import subprocess
 import sys
@@ -35,9 +38,12 @@ class UserRuntimeTest(unittest.TestCase):
         keeld = os.path.join(self.tmp, "keeld")
         os.symlink(KEEL, keeld)
         self.log = open(os.path.join(self.tmp, "keeld.log"), "w")
+        # A bound on keeld's heap: a regression that reads without end (an image's
+        # /etc/passwd -> /dev/zero) fails the test instead of the shared machine.
+        bound = lambda: resource.setrlimit(resource.RLIMIT_DATA, (1 << 30, 1 << 30))  # noqa: E731
         self.daemon = subprocess.Popen([keeld, "--instance=user", "--state", self.state, "--socket", self.sock,
                                         "--seccomp", os.path.join(SRC, "config/seccomp/default.yml")],
-                                       stdout=self.log, stderr=subprocess.STDOUT)
+                                       stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=bound)
         for _ in range(200):
             if os.path.exists(self.sock):
                 break
@@ -291,6 +297,172 @@ class UserRuntimeTest(unittest.TestCase):
         self.assertIn("exec: /nonexistent", r.stderr)
         r = self.keel("exec", "nosuch", "true")
         self.assertIn("no workload 'nosuch'", r.stderr)
+
+    def raw_request(self, req):
+        """One request on the control socket as it is, after the handshake: the reply."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
+            c.settimeout(30)
+            c.connect(self.sock)
+            f = c.makefile("rwb")
+            for msg in ({"hello": "keel", "version": 1}, req):
+                f.write(json.dumps(msg).encode() + b"\n")
+                f.flush()
+                reply = json.loads(f.readline())
+            return reply
+
+    def status_caps(self, *run_args):
+        r = self.keel("run", "--rm", *run_args, "busybox", "sh", "-c", "grep ^Cap /proc/self/status; touch /etc/x 2>/dev/null && echo wrote; true")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        caps = {k: int(v, 16) for k, v in keeltest.parse_kv(r.stdout.replace(":\t", "=")).items() if k.startswith("Cap")}
+        return caps, "wrote" in r.stdout
+
+    def test_non_root_user_has_no_capabilities(self):
+        # Docker's rule: root gets the default set; a non-root user only has it as a bound
+        # (what a setuid binary could gain), with nothing effective, permitted or ambient.
+        root, wrote = self.status_caps()
+        self.assertTrue(wrote)
+        self.assertNotEqual(root["CapEff"], 0)
+        self.assertEqual((root["CapPrm"], root["CapBnd"], root["CapAmb"]), (root["CapEff"], root["CapEff"], 0))
+        user, wrote = self.status_caps("--user", "1000")
+        self.assertFalse(wrote, "uid 1000 wrote /etc")
+        self.assertEqual(user, {"CapInh": 0, "CapPrm": 0, "CapEff": 0, "CapBnd": root["CapBnd"], "CapAmb": 0})
+        # --cap-add for a non-root user widens the bound only.
+        user, _ = self.status_caps("--user", "1000", "--cap-add", "NET_ADMIN")
+        net_admin = keeltest.cap_mask(["CAP_NET_ADMIN"])
+        self.assertEqual(user, {"CapInh": 0, "CapPrm": 0, "CapEff": 0, "CapBnd": root["CapBnd"] | net_admin, "CapAmb": 0})
+        root_added, _ = self.status_caps("--cap-add", "NET_ADMIN")
+        self.assertEqual(root_added["CapEff"], root["CapEff"] | net_admin)
+
+    def image_file(self, rel):
+        """The busybox layer's copy of `rel` in the store (what workloads' roots are made of)."""
+        for d, _, files in os.walk(os.path.join(self.state, "images", "layers")):
+            path = os.path.join(d, rel)
+            if os.path.lexists(path) and os.path.isdir(os.path.join(d, "bin")):
+                return path
+        self.fail(f"no {rel} in the image store")
+
+    def test_image_passwd_is_untrusted(self):
+        passwd, group = self.image_file("etc/passwd"), self.image_file("etc/group")
+        host_passwd, host_group = os.path.join(self.tmp, "passwd"), os.path.join(self.tmp, "group")
+        with open(host_passwd, "w") as f:
+            f.write("app:x:4242:4242::/:/bin/sh\n")
+        with open(host_group, "w") as f:
+            f.write("app:x:4242:\n")
+
+        def plant(path, how):
+            os.remove(path)
+            how(path)
+
+        def refused(why):
+            r = self.keel("run", "--rm", "--user", "app", "busybox", "id", "-u")
+            self.assertEqual(r.returncode, 125, r.stdout + r.stderr)
+            self.assertNotIn("4242", r.stdout)
+            self.assertIn("/etc/passwd", r.stderr)
+            self.assertIn(why, r.stderr)
+            self.assertEqual(self.keel("ps", "-a").returncode, 0)
+
+        # A link out of the image's root: resolved inside it, where it leads nowhere.
+        plant(passwd, lambda p: os.symlink(host_passwd, p))
+        plant(group, lambda p: os.symlink(host_group, p))
+        refused("ENOENT")
+        # A FIFO would block keeld for good; a device would never end; a huge file is bounded.
+        plant(passwd, os.mkfifo)
+        refused("not a regular file")
+        plant(passwd, lambda p: os.symlink("/dev/zero", p))
+        refused("ENOENT")
+        self.assertEqual(self.daemon.poll(), None)
+        plant(passwd, lambda p: open(p, "w").write("x:x:1:1::/:/bin/sh\n" * 120000 + "app:x:4242:4242::/:/bin/sh\n"))
+        refused("larger than 1024 KiB")
+        # A file inside the image that is fine still works.
+        plant(passwd, lambda p: open(p, "w").write("root:x:0:0::/:/bin/sh\napp:x:4242:4242::/:/bin/sh\n"))
+        plant(group, lambda p: open(p, "w").write("root:x:0:\napp:x:4242:\n"))
+        r = self.keel("run", "--rm", "--user", "app", "busybox", "id", "-u")
+        self.assertEqual((r.returncode, r.stdout), (0, "4242\n"), r.stderr)
+
+    def test_exec_into_a_workload_that_stops_everything(self):
+        # A workload that stops every process it sees (kill -STOP -1 in a loop) catches an
+        # exec's process between joining its PID namespace and exec: keeld keeps answering and
+        # the exec fails with why. The test stops it deterministically by freezing the
+        # workload's cgroup, which the exec's process is born into.
+        r = self.keel("run", "-d", "--name", "stopper", "busybox", "sleep", "1000")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        pid = json.loads(self.keel("ps", "--json").stdout)[0]["pid"]
+        cgroup = open(f"/proc/{pid}/cgroup").read().split("0::", 1)[1].split("\n")[0]
+        freeze = os.path.join("/sys/fs/cgroup/unified" + cgroup, "cgroup.freeze")
+        if not os.path.exists(freeze):
+            self.skipTest(f"no cgroup v2 freezer for the workload ({freeze})")
+        with open(freeze, "w") as f:
+            f.write("1")
+        try:
+            env = dict(os.environ, KEEL_USER_SOCKET=self.sock)
+            execing = subprocess.Popen([KEEL, "exec", "stopper", "true"], env=env, text=True,
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            for _ in range(5):
+                r = self.keel("ps", timeout=10)
+                self.assertRegex(r.stdout, r"stopper\s+busybox\s+running")
+            out, err = execing.communicate(timeout=60)
+        finally:
+            with open(freeze, "w") as f:
+                f.write("0")
+        self.assertEqual(execing.returncode, 125, out + err)
+        self.assertIn("exec in stopper: the process did not start within 10 s", err)
+        self.assertEqual(self.keel("exec", "stopper", "true").returncode, 0)
+        self.assertEqual(self.keel("rm", "-f", "stopper", timeout=10).returncode, 0)
+
+    def test_output_flood(self):
+        # `yes` writes as fast as it can: keeld still answers, keeps what its rate allows, says
+        # what it dropped, and the log file stays within its cap.
+        r = self.keel("run", "-d", "--name", "flood", "busybox", "yes")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        logs = [os.path.join(self.state, "log", "flood.log" + s) for s in ("", ".1")]
+        def said():
+            for p in filter(os.path.exists, logs):
+                with open(p, errors="replace") as f:
+                    if "dropped" in f.read():
+                        return True
+            return False
+
+        for _ in range(10):
+            r = self.keel("ps", timeout=10)
+            self.assertRegex(r.stdout, r"flood\s+busybox\s+running")
+        self.assertTrue(keeltest.wait_for(said, timeout=10), "no line says what was dropped")
+        for p in logs:
+            if os.path.exists(p):
+                self.assertLessEqual(os.path.getsize(p), (1 << 20) + (128 << 10), p)
+        self.assertEqual(self.keel("logs", "flood", timeout=10).returncode, 0)
+        self.assertEqual(self.keel("rm", "-f", "flood", timeout=10).returncode, 0)
+
+    def test_malformed_run_request_changes_nothing(self):
+        req = {"cmd": "run", "name": "bad", "image": "busybox", "command": ["true"], "rm": "yes"}
+        reply = self.raw_request(req)
+        self.assertEqual(reply, {"ok": False, "error": "run: 'rm' must be true or false, got \"yes\""})
+        reply = self.raw_request(dict(req, rm=False, volume=["/:/host"]))
+        self.assertEqual(reply, {"ok": False, "error": "run: unknown field 'volume'"})
+        reply = self.raw_request(dict(req, rm=False, memory=-1))
+        self.assertIn("'memory' must be a non-negative integer", reply["error"])
+        self.assertFalse(os.path.exists(os.path.join(self.state, "containers", "bad")))
+        self.assertEqual(keeltest.mounts_mentioning(self.state), [])
+        self.assertNotIn("bad", self.keel("ps", "-a").stdout)
+
+    def test_volume_source_through_a_planted_link(self):
+        # A workload plants links in a volume it shares; a later workload names a path through
+        # them: neither the control socket's directory nor a directory made through the link.
+        shared = os.path.join(self.state, "volumes", "shared")
+        os.makedirs(shared)
+        r = self.keel("run", "--rm", "-v", f"{shared}:/data", "busybox", "sh", "-c",
+                      f"ln -s {self.tmp} /data/sock && ln -s {self.tmp}/made /data/made")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for source in (f"{shared}/sock", f"{shared}/made/sub"):
+            r = self.keel("run", "--rm", "-v", f"{source}:/x", "busybox", "ls", "/x")
+            self.assertEqual(r.returncode, 125, r.stdout + r.stderr)
+            self.assertNotIn("user.sock", r.stdout)
+            self.assertIn(f"mount source {source}: goes through a symbolic link", r.stderr)
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "made")))
+        # A missing source in keeld's state directory is made, and mounted.
+        r = self.keel("run", "--rm", "-v", f"{shared}/new/dir:/x", "busybox", "sh", "-c", "echo hi > /x/f")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(os.path.join(shared, "new", "dir", "f")) as f:
+            self.assertEqual(f.read(), "hi\n")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 // Service files and the system configuration: parsing, defaults, validation messages (file,
 // line, column, key, suggestion), catalogs with bad files, dependency order and cycles.
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -284,9 +285,9 @@ TEST_CASE("service logs: lines split at \\n, a \\r before it dropped, a partial 
     std::string dir = tmpl;
     keel::keeld::LogBuffer buf(dir + "/svc.log", 3);
     std::string chunk = "one\r\ntwo\n\rthree\r\nfo";
-    buf.append(chunk.data(), chunk.size());
+    CHECK(buf.append(chunk.data(), chunk.size(), 0));
     CHECK(buf.tail(10) == std::vector<std::string>{"one", "two", "\rthree"});
-    buf.append("ur\n", 3);
+    CHECK(buf.append("ur\n", 3, 0));
     CHECK(buf.tail(10) == std::vector<std::string>{"two", "\rthree", "four"}); // 3 lines kept
     uint64_t next = 0;
     CHECK(buf.since(3, next) == std::vector<std::string>{"four"});
@@ -313,4 +314,33 @@ TEST_CASE("service: devices: are allowed by the device cgroup; privileged: true 
     c = to_container(*s, ctx);
     REQUIRE(c);
     CHECK(runtime::device_filter::allows(runtime::device_filter::effective_rules(*c), 'c', 10, 229, rw));
+}
+
+TEST_CASE("service logs: output over the rate is dropped and counted; the file stays capped", "[service]") {
+    char tmpl[] = "/tmp/keel-log-XXXXXX";
+    REQUIRE(::mkdtemp(tmpl));
+    std::string dir = tmpl, file = dir + "/svc.log";
+    // 100 bytes a second; the file rotates past 300 bytes.
+    keel::keeld::LogBuffer buf(file, 500, 300, 100);
+    std::string ten = "123456789\n";
+    std::string flood;
+    for (int i = 0; i < 30; ++i) flood += ten;
+    CHECK_FALSE(buf.append(flood.data(), flood.size(), 0)); // 300 bytes: 100 kept, on a line's end
+    CHECK(buf.tail(500).size() == 10);
+    CHECK(buf.dropped_total() == 200);
+    // Half a second on: 50 bytes, 5 lines, after the line that says what was dropped.
+    CHECK_FALSE(buf.append(flood.data(), flood.size(), 500));
+    CHECK(buf.dropped_total() == 450);
+    CHECK(buf.tail(6).front() == "[keeld] dropped 200 bytes of output (more than 100 bytes/s)");
+    // Said at most once a second: the next count comes with the first line kept after that.
+    CHECK(buf.append(ten.data(), ten.size(), 1600));
+    CHECK(buf.tail(2) == std::vector<std::string>{"[keeld] dropped 250 bytes of output (more than 100 bytes/s)", "123456789"});
+    for (int64_t t = 2000; t < 60000; t += 1000) (void)buf.append(flood.data(), flood.size(), t);
+    buf.flush_dropped();
+    struct stat st{};
+    REQUIRE(::stat(file.c_str(), &st) == 0);
+    CHECK(size_t(st.st_size) <= 300 + 100 + 100);
+    REQUIRE(::stat((file + ".1").c_str(), &st) == 0);
+    CHECK(size_t(st.st_size) <= 300 + 100 + 100);
+    std::filesystem::remove_all(dir);
 }
