@@ -111,9 +111,29 @@ static Status remount_bind(const std::string& where, int target_fd, unsigned lon
     return {};
 }
 
-static bool source_is_dir(const Mount& m) {
+// A bind source with `source_beneath`: opened beneath that directory, no link followed.
+static Result<Fd> open_bind_source(const Mount& m) {
+    const std::string& top = m.source_beneath;
+    if (m.source.compare(0, top.size(), top) != 0 || (m.source.size() > top.size() && top != "/" && m.source[top.size()] != '/'))
+        return sys_error("mount source " + m.source + ": not beneath " + top, EINVAL);
+    Fd dir(::open(top.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    if (!dir) return sys_error("open " + top);
+    std::string rel = m.source.substr(top.size());
+    while (!rel.empty() && rel.front() == '/') rel.erase(0, 1);
+    if (rel.empty()) rel = ".";
+    open_how how{};
+    how.flags = O_PATH | O_CLOEXEC;
+    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+    Fd fd(static_cast<int>(::syscall(SYS_openat2, dir.get(), rel.c_str(), &how, sizeof how)));
+    if (!fd && errno == ELOOP) return sys_error("mount source " + m.source + ": goes through a symbolic link", ELOOP);
+    if (!fd) return sys_error("mount source " + m.source);
+    return fd;
+}
+
+static bool source_is_dir(const Mount& m, int source_fd) {
     if (!m.bind()) return true;
     struct stat st{};
+    if (source_fd >= 0) return ::fstat(source_fd, &st) < 0 || S_ISDIR(st.st_mode);
     return ::stat(m.source.c_str(), &st) < 0 || S_ISDIR(st.st_mode);
 }
 
@@ -121,14 +141,21 @@ static Status mount_one(int root_fd, const Mount& m, bool in_user_ns) {
     // Masked and read-only paths cover /proc only (oci.cc refuses the config already).
     if (!m.bind() && m.type == "proc" && m.destination != "/proc")
         return sys_error("mount proc on " + m.destination + ": a proc mount goes on /proc only", EINVAL);
-    auto target = open_in_root(root_fd, m.destination, true, !source_is_dir(m));
+    Fd source;
+    if (m.bind() && !m.source_beneath.empty()) {
+        auto s = open_bind_source(m);
+        if (!s) return s.error();
+        source = std::move(*s);
+    }
+    auto target = open_in_root(root_fd, m.destination, true, !source_is_dir(m, source.get()));
     if (!target) return target.error();
     std::string where = fd_path(target->get());
     std::string what = fmt::format("mount {} on {}", m.bind() ? m.source : m.type, m.destination);
 
     if (m.bind()) {
         unsigned long rec = m.flags & MS_REC;
-        if (::mount(m.source.c_str(), where.c_str(), nullptr, MS_BIND | rec, nullptr) < 0)
+        std::string from = source ? fd_path(source.get()) : m.source;
+        if (::mount(from.c_str(), where.c_str(), nullptr, MS_BIND | rec, nullptr) < 0)
             return sys_error(what);
     } else {
         std::string type = m.type == "cgroup" ? "cgroup2" : m.type;

@@ -34,6 +34,11 @@ struct Mount {
     unsigned long flags = 0;     // MS_* flags (MS_BIND, MS_RDONLY, MS_NOSUID, ...)
     unsigned long propagation = 0; // MS_PRIVATE / MS_SLAVE / MS_SHARED / MS_UNBINDABLE (| MS_REC)
     std::string data;            // filesystem options ("mode=755,size=65536k")
+    // A bind whose source lies where containers write (a workload's volume, keeld's run and
+    // state directories): non-empty, the source is opened beneath this directory with no
+    // symbolic link followed, and bound from that descriptor, so a link planted between the
+    // caller's check and the mount is refused instead of followed.
+    std::string source_beneath;
     bool bind() const;
 };
 

@@ -410,6 +410,14 @@ int open_component(int dir, const std::string& name, bool follow) {
 // directories: a service's directory there (a socket dir, a runtime's storage) is created on
 // first use (for a service in a user namespace, owned by its root), and no link is followed
 // beneath them, where containers write. A workload's source follows no link anywhere.
+// Beneath which directory no link of `source` is followed; empty: links are followed (a
+// service's own path outside keeld's directories).
+std::string mount_source_root(const ServiceSpec& s, const std::string& source, const ContainerContext& ctx) {
+    for (const auto& owned : {ctx.run_dir, ctx.state_dir})
+        if (source.starts_with(owned + "/")) return owned;
+    return s.workload ? "/" : "";
+}
+
 Result<Fd> open_mount_source(const ServiceSpec& s, const std::string& source, const ContainerContext& ctx) {
     std::string root = "/";
     for (const auto& owned : {ctx.run_dir, ctx.state_dir})
@@ -532,6 +540,9 @@ Result<runtime::ContainerSpec> to_container(const ServiceSpec& s, const Containe
         if (!src) return wrap(s.file, src.error());
         c.mounts.push_back(mnt(m.destination.c_str(), "bind", m.source.c_str(),
                                MS_BIND | MS_REC | MS_NOSUID | MS_NODEV | (m.read_only ? MS_RDONLY : 0)));
+        // The runtime opens it again the same way when it mounts: a link planted in between
+        // is refused there too.
+        c.mounts.back().source_beneath = mount_source_root(s, m.source, ctx);
     }
     for (const auto& d : s.devices) {
         if (::stat(d.c_str(), &st) < 0) return sys_error(fmt::format("{}: device {}", s.file, d));
