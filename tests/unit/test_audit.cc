@@ -216,3 +216,17 @@ TEST_CASE("audit: the screen folds passes by group and keeps every finding", "[a
     std::string all = render(checks, true);
     CHECK(std::count(all.begin(), all.end(), '\n') == long(checks.size()) + 2 /* sections */ + 2 /* fixes */ + 1);
 }
+
+TEST_CASE("audit: the user runtime's share of the state partition", "[audit]") {
+    auto f = good_host();
+    f.user_state_detail = "/var/lib/keel/user: 3 of 48 MiB, 120 of 14746 inodes";
+    CHECK(by_id(host_checks(f), "1.17").level == Level::pass);
+    CHECK(by_id(host_checks(f), "1.17").detail == f.user_state_detail);
+    f.user_state_bounded = false;
+    f.user_state_detail = "no project quota enforced on /dev/vda";
+    auto unbounded = by_id(host_checks(f), "1.17");
+    CHECK(unbounded.level == Level::warn);
+    CHECK(unbounded.fix.find("tune2fs -O quota,project") != std::string::npos);
+    f.state_persistent = false; // a tmpfs: nothing persists, nothing to fix on a disk
+    CHECK(by_id(host_checks(f), "1.17").level == Level::info);
+}
