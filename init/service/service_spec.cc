@@ -443,7 +443,9 @@ Result<runtime::ContainerSpec> to_container(const ServiceSpec& s, const Containe
     }
     c.cgroup_delegate = s.delegate_cgroup;
     // Not keeld's -900 (pid1/sys.cc): what runs in a container is what the OOM killer takes.
-    c.oom_score_adj = 0;
+    // In a user namespace the child cannot write its own /proc file (owned by host root):
+    // keeld sets it from outside once the container runs (Daemon::on_spawned).
+    if (!s.user_namespace.enabled) c.oom_score_adj = 0;
     if (!s.host.pid) c.namespaces.push_back({NsType::pid, ""});
     if (!s.host.ipc) c.namespaces.push_back({NsType::ipc, ""});
     if (!s.host.uts) c.namespaces.push_back({NsType::uts, ""});
