@@ -81,7 +81,7 @@ TEST_CASE("audit: a hardened host passes every check", "[audit]") {
     CHECK(with(checks, Level::warn).empty());
     CHECK(with(checks, Level::info).empty());
     // 3 sysctls, 10 command-line parameters, and one check each for the rest.
-    CHECK(checks.size() == 3 + kHardeningParams.size() + 14);
+    CHECK(checks.size() == 3 + kHardeningParams.size() + 15);
     CHECK(by_id(checks, "1.6").detail == "3 loaded");
     CHECK(by_id(checks, "1.12").detail == "udp 0.0.0.0:42854 (service ntp)");
 }

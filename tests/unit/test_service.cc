@@ -296,7 +296,7 @@ TEST_CASE("service logs: lines split at \\n, a \\r before it dropped, a partial 
 
 TEST_CASE("service: memory_high is a size at or below memory", "[service]") {
     CHECK(error_of("image: x\ncommand: [a]\nresources: {memory: 64M, memory_high: 96M}\n", "x.yml") ==
-          "x.yml:3:42: resources.memory_high: is above resources.memory (memory.max)");
+          "x.yml:3:39: resources.memory_high: is above resources.memory (memory.max)");
     CHECK(error_of("image: x\ncommand: [a]\nresources: {memory_high: lots}\n", "x.yml").find("resources.memory_high") !=
           std::string::npos);
     auto only_high = parse_service("image: x\ncommand: [a]\nresources: {memory_high: 1G}\n", "x.yml");
