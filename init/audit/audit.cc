@@ -255,6 +255,13 @@ std::vector<Check> host_checks(const HostFacts& f) {
     else
         b.add("1.16", Level::warn, "privileged containers are not allowed (allow_privileged: false)", "allow_privileged is true",
               "keel config set allow_privileged false");
+
+    const char* bound = "the user runtime's share of the state partition is bounded (blocks and inodes)";
+    if (f.user_state_bounded) b.add("1.17", Level::pass, bound, f.user_state_detail);
+    else if (!f.state_persistent) b.add("1.17", Level::info, bound, "no state partition (a tmpfs): " + f.user_state_detail);
+    else
+        b.add("1.17", Level::warn, bound, f.user_state_detail,
+              "give the state filesystem project quotas (offline: tune2fs -O quota,project -Q prjquota DEVICE) and reboot");
     return out;
 }
 

@@ -75,6 +75,10 @@ struct HostFacts {
     std::vector<Account> accounts;
     std::vector<SocketFile> sockets;
     bool allow_privileged = false;
+    // The project quota on /var/lib/keel/user (common/quota.h): whether it is enforced, and
+    // its usage and limits, or why it is not.
+    bool user_state_bounded = true;
+    std::string user_state_detail;
 };
 
 std::vector<Check> host_checks(const HostFacts& f);

@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "audit/audit.h"
+#include "common/quota.h"
 #include "config/kernel_cmdline.h"
 #include "common/strings.h"
 #include "config/config.h"
@@ -253,6 +254,11 @@ audit::HostFacts Daemon::host_facts() {
     for (const auto& line : split(f.mountinfo, '\n'))
         if (line.find(" /var/lib/keel ") != std::string::npos && line.find(" - tmpfs ") != std::string::npos)
             f.state_persistent = false;
+    auto q = quota::usage(cfg_.ctx.state_dir + "/user");
+    f.user_state_bounded = q.enforced;
+    f.user_state_detail = q.enforced ? fmt::format("/var/lib/keel/user: {} of {} MiB, {} of {} inodes", q.bytes >> 20,
+                                                   q.bytes_limit >> 20, q.inodes, q.inodes_limit)
+                                     : q.why;
 
     auto owners = socket_owners();
     for (const char* proto : {"tcp", "tcp6", "udp", "udp6"}) {

@@ -291,6 +291,12 @@ void Daemon::on_spawned(Service& s) noexcept {
         watch(s.container.pidfd(), tag(kPidfd, s.container.pidfd()));
         watch(s.log_rd.get(), tag(kLog, s.log_rd.get()));
         s.log->note(fmt::format("started, pid {}", s.container.pid()));
+        if (s.spec->user_namespace.enabled) {
+            // Not keeld's -900 (service::to_container): its processes, and the workloads a
+            // user runtime starts, are what the OOM killer should take.
+            std::string adj = fmt::format("/proc/{}/oom_score_adj", s.container.pid());
+            if (!write_file(adj.c_str(), "0")) log::warn("service {}: {}", s.name, sys_error("write 0 to " + adj).str());
+        }
         if (s.stop_requested || shutting_down_) {
             // Stopped while it was being set up: stop it now that it can be.
             bool keep = s.start_after_stop;

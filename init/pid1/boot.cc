@@ -7,6 +7,7 @@
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <unistd.h>
@@ -21,6 +22,7 @@
 #include <fmt/format.h>
 
 #include "common/fd.h"
+#include "common/quota.h"
 #include "common/strings.h"
 
 #ifndef MODULE_INIT_COMPRESSED_FILE
@@ -219,9 +221,21 @@ Result<std::string> mount_state(const std::string& label) {
     if (!dev) return plain_error(fmt::format("no filesystem labelled {}", label));
     std::string device = dev;
     ::free(dev);
-    if (::mount(device.c_str(), "/var/lib/keel", "ext4", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) < 0)
+    // prjquota enforces the project quota that bounds the user runtime's share (see
+    // bound_user_state); a filesystem made without the `quota,project` features refuses the
+    // option (EINVAL) and is mounted without it.
+    constexpr unsigned long flags = MS_NOSUID | MS_NODEV | MS_NOEXEC;
+    if (::mount(device.c_str(), "/var/lib/keel", "ext4", flags, "prjquota") < 0 &&
+        ::mount(device.c_str(), "/var/lib/keel", "ext4", flags, nullptr) < 0)
         return sys_error(fmt::format("mount {} ({}) on /var/lib/keel", device, label));
     return device;
+}
+
+Status bound_user_state(const std::string& device, uid_t owner) {
+    struct statvfs vfs{};
+    if (::statvfs("/var/lib/keel", &vfs) < 0) return sys_error("statvfs /var/lib/keel");
+    auto limits = quota::user_state_limits(uint64_t(vfs.f_blocks) * vfs.f_frsize, vfs.f_files);
+    return quota::bound_dir(device, "/var/lib/keel/user", owner, limits);
 }
 
 Status mount_state_tmpfs() {

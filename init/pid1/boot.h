@@ -2,6 +2,8 @@
 // for the console; only "mounts" can be fatal (it sends the machine to recovery).
 #pragma once
 
+#include <sys/types.h>
+
 #include <map>
 #include <string>
 #include <vector>
@@ -32,5 +34,9 @@ Status loopback_up();
 // error when there is none (the caller then mounts a tmpfs there).
 Result<std::string> mount_state(const std::string& label);
 Status mount_state_tmpfs();
+// Bounds /var/lib/keel/user (the user runtime's images, layers, volumes and logs) to all but a
+// reserve of the state partition's blocks and inodes, with a project quota (common/quota.h).
+// `owner`: user_runtime.host_id, who owns the directory when it is created here.
+Status bound_user_state(const std::string& device, uid_t owner);
 
 } // namespace keel::pid1::boot

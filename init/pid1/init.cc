@@ -68,8 +68,9 @@ std::string read_text(const std::string& path) {
 
 // The configuration: defaults, the overlay on the state partition, the command line. A broken
 // overlay never bricks the box: the error is printed with its line, the last good copy is
-// used, and the broken file is kept for the user to fix. Returns the effective hostname.
-std::string load_config(Console& con, const std::map<std::string, std::string>& overrides) {
+// used, and the broken file is kept for the user to fix. Returns the effective hostname, and
+// the user runtime's host id in `user_host_id`.
+std::string load_config(Console& con, const std::map<std::string, std::string>& overrides, uid_t& user_host_id) {
     auto cfg = config::load(kOverlay, kLastGood, overrides);
     for (const auto& w : cfg.warnings) con.stage("config", "ignored " + w);
     if (!cfg.error.empty()) {
@@ -85,6 +86,7 @@ std::string load_config(Console& con, const std::map<std::string, std::string>& 
     } else {
         con.stage("config", "defaults (no overlay)");
     }
+    if (auto id = config::get(cfg.effective, "user_runtime.host_id")) user_host_id = id->as<uid_t>();
     auto host = config::get(cfg.effective, "hostname");
     return host ? host->as<std::string>() : "keel";
 }
@@ -184,7 +186,16 @@ int init_main(int argc, char** argv) noexcept {
                 con.stage("state", fmt::format("{}: using a tmpfs, STATE WILL NOT PERSIST{}", dev.error().str(),
                                                t ? "" : " (" + t.error().str() + ")"));
             }
-            std::string configured = load_config(con, cmd.config);
+            uid_t user_host_id = 100000;
+            std::string configured = load_config(con, cmd.config, user_host_id);
+            if (dev) {
+                // Before keeld starts the user runtime: its share of the partition is bounded
+                // from its first write. Without the bound the box still boots, and says so.
+                Status q = boot::bound_user_state(*dev, user_host_id);
+                con.stage("state", q ? "/var/lib/keel/user bounded by a project quota (blocks and inodes)"
+                                     : "WARNING: /var/lib/keel/user is NOT bounded: " + q.error().str() +
+                                           " (make the state filesystem with mkfs.ext4 -O quota,project)");
+            }
             if (configured != hostname) {
                 Status h2 = boot::set_hostname(configured);
                 con.stage("network", "hostname " + configured + (h2 ? "" : " (" + h2.error().str() + ")"));

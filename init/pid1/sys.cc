@@ -31,6 +31,14 @@ pid_t RealSys::spawn(const std::vector<std::string>& argv, const std::vector<std
             sigemptyset(&none);
             ::sigprocmask(SIG_SETMASK, &none, nullptr);
             ::setsid();
+            // The OOM killer all but spares keeld (PID 1 it never picks): a machine out of
+            // memory loses a workload, not its supervisor. -900, not -1000: a keeld that leaks
+            // can still be stopped. Containers start from 0 again (service::to_container).
+            if (int fd = ::open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC); fd >= 0) {
+                if (::write(fd, "-900", 4) < 0) {
+                }
+                ::close(fd);
+            }
             if (notify_fd >= 0) {
                 if (notify_fd == 3) ::fcntl(3, F_SETFD, 0);
                 else ::dup2(notify_fd, 3);

@@ -47,7 +47,7 @@ static Status write_knob(const std::string& dir, const char* knob, const std::st
 
 static std::vector<std::string> needed_controllers(const Resources& r) {
     std::vector<std::string> c;
-    if (r.memory_max || r.memory_swap) c.push_back("memory");
+    if (r.memory_max || r.memory_high || r.memory_swap) c.push_back("memory");
     if (r.pids_max) c.push_back("pids");
     if (r.cpu_quota || r.cpu_weight) c.push_back("cpu");
     return c;
@@ -95,6 +95,8 @@ Result<Cgroup> create(const std::string& rel, const Resources& limits) {
     };
     if (limits.memory_max)
         if (auto s = write_knob(dir, "memory.max", std::to_string(*limits.memory_max)); !s) return fail(s);
+    if (limits.memory_high)
+        if (auto s = write_knob(dir, "memory.high", std::to_string(*limits.memory_high)); !s) return fail(s);
     if (limits.memory_swap) {
         // OCI's swap is memory+swap; cgroup v2's memory.swap.max is swap alone.
         int64_t swap = *limits.memory_swap < 0 ? -1 : *limits.memory_swap - limits.memory_max.value_or(0);

@@ -97,13 +97,14 @@ struct SeccompProfile {
 
 struct Resources {
     std::optional<int64_t> memory_max;  // bytes
+    std::optional<int64_t> memory_high; // bytes: reclaimed and throttled above it (cgroup v2)
     std::optional<int64_t> memory_swap; // bytes
     std::optional<int64_t> pids_max;
     std::optional<int64_t> cpu_quota;   // microseconds per period; needs cpu_period
     std::optional<uint64_t> cpu_period; // microseconds
     std::optional<uint64_t> cpu_weight; // 1..10000 (cgroup v2)
     bool any() const {
-        return memory_max || memory_swap || pids_max || cpu_quota || cpu_weight;
+        return memory_max || memory_high || memory_swap || pids_max || cpu_quota || cpu_weight;
     }
 };
 

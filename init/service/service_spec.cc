@@ -204,6 +204,7 @@ ServiceSpec parse(const YAML::Node& root, const Reader& r, const std::string& na
         for (const auto& kv : res) {
             std::string k = kv.first.as<std::string>();
             if (k == "memory") s.resources.memory_max = parse_size(r, kv.second, "resources.memory");
+            else if (k == "memory_high") s.resources.memory_high = parse_size(r, kv.second, "resources.memory_high");
             else if (k == "pids") s.resources.pids_max = r.integer(kv.second, "resources.pids");
             else if (k == "cpu") {
                 double cores = 0;
@@ -216,8 +217,10 @@ ServiceSpec parse(const YAML::Node& root, const Reader& r, const std::string& na
                 s.resources.cpu_period = 100000;
                 s.resources.cpu_quota = static_cast<int64_t>(cores * 100000);
             } else if (k == "cpu_weight") s.resources.cpu_weight = static_cast<uint64_t>(r.integer(kv.second, "resources.cpu_weight"));
-            else r.fail(kv.first, "resources." + k, "unknown key (memory, pids, cpu, cpu_weight)");
+            else r.fail(kv.first, "resources." + k, "unknown key (memory, memory_high, pids, cpu, cpu_weight)");
         }
+        if (s.resources.memory_high && s.resources.memory_max && *s.resources.memory_high > *s.resources.memory_max)
+            r.fail(res["memory_high"], "resources.memory_high", "is above resources.memory (memory.max)");
     }
     if (root["restart"]) {
         std::string p = r.str(root["restart"], "restart");
@@ -511,6 +514,10 @@ Result<runtime::ContainerSpec> to_container(const ServiceSpec& s, const Containe
         c.uid_maps = c.gid_maps = {{0, s.user_namespace.host_id, s.user_namespace.size}};
     }
     c.cgroup_delegate = s.delegate_cgroup;
+    // Not keeld's -900 (pid1/sys.cc): what runs in a container is what the OOM killer takes.
+    // In a user namespace the child cannot write its own /proc file (owned by host root):
+    // keeld sets it from outside once the container runs (Daemon::on_spawned).
+    if (!s.user_namespace.enabled) c.oom_score_adj = 0;
     if (!s.host.pid) c.namespaces.push_back({NsType::pid, ""});
     if (!s.host.ipc) c.namespaces.push_back({NsType::ipc, ""});
     if (!s.host.uts) c.namespaces.push_back({NsType::uts, ""});

@@ -47,6 +47,9 @@ class AuditTest(VMTestCase):
         self.assertRegex(by_id["1.6"]["detail"], r"^[1-9]\d* loaded$")
         for mount_check in ("1.8", "1.9", "1.10", "1.11"):
             self.assertEqual(by_id[mount_check]["level"], "PASS", by_id[mount_check])
+        # The user runtime's share of the state partition: a project quota, blocks and inodes.
+        self.assertEqual(by_id["1.17"]["level"], "PASS", by_id["1.17"])
+        self.assertRegex(by_id["1.17"]["detail"], r"of \d+ MiB, \d+ of \d+ inodes")
         self.assertGreater(len([c for c in checks if c["id"].startswith("1.1.")]), 20)
         system = {c.get("target") for c in checks if c["section"] == "system"}
         self.assertLessEqual({"console", "network", "ntp", "syslog", "user-runtime"}, system)

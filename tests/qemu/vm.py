@@ -78,10 +78,12 @@ class VM:
         self.disk = None
 
     # -- lifecycle --------------------------------------------------------------------------
-    def make_state_disk(self, size="64M"):
+    def make_state_disk(self, size="64M", quota=True):
+        """As scripts/run makes it: ext4 with project quotas (quota=False: an older disk)."""
         path = os.path.join(self.tmp, "state.img")
         subprocess.run(["truncate", "-s", size, path], check=True)
-        subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "KEEL_STATE", path], check=True)
+        features = ["-O", "quota,project", "-E", "quotatype=prjquota"] if quota else []
+        subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "KEEL_STATE", *features, path], check=True)
         return path
 
     def command(self):

@@ -98,7 +98,7 @@ TEST_CASE("audit: a hardened host passes every check", "[audit]") {
     CHECK(with(checks, Level::warn).empty());
     CHECK(with(checks, Level::info).empty());
     // 3 sysctls, the command-line parameters, and one check each for the rest.
-    CHECK(checks.size() == 3 + shipped_cmdline().hardening.size() + 14);
+    CHECK(checks.size() == 3 + shipped_cmdline().hardening.size() + 15);
     CHECK(by_id(checks, "1.6").detail == "3 loaded");
     CHECK(by_id(checks, "1.12").detail == "udp 0.0.0.0:42854 (service ntp)");
 }
@@ -256,4 +256,18 @@ TEST_CASE("audit: the screen folds passes by group and keeps every finding", "[a
     // -v: one line per check.
     std::string all = render(checks, true);
     CHECK(std::count(all.begin(), all.end(), '\n') == long(checks.size()) + 2 /* sections */ + 2 /* fixes */ + 1);
+}
+
+TEST_CASE("audit: the user runtime's share of the state partition", "[audit]") {
+    auto f = good_host();
+    f.user_state_detail = "/var/lib/keel/user: 3 of 48 MiB, 120 of 14746 inodes";
+    CHECK(by_id(host_checks(f), "1.17").level == Level::pass);
+    CHECK(by_id(host_checks(f), "1.17").detail == f.user_state_detail);
+    f.user_state_bounded = false;
+    f.user_state_detail = "no project quota enforced on /dev/vda";
+    auto unbounded = by_id(host_checks(f), "1.17");
+    CHECK(unbounded.level == Level::warn);
+    CHECK(unbounded.fix.find("tune2fs -O quota,project") != std::string::npos);
+    f.state_persistent = false; // a tmpfs: nothing persists, nothing to fix on a disk
+    CHECK(by_id(host_checks(f), "1.17").level == Level::info);
 }

@@ -8,6 +8,7 @@
 #include "cli/args.h"
 #include "common/error.h"
 #include "common/fd.h"
+#include "common/quota.h"
 #include "common/strings.h"
 #include "runtime/state.h"
 
@@ -121,4 +122,19 @@ TEST_CASE("state store: save, load, list, remove; liveness checks the start time
     CHECK(gone.error().str() == "container c1 does not exist");
     ::rmdir((dir + "/root").c_str());
     ::rmdir(dir.c_str());
+}
+
+TEST_CASE("quota: the user runtime's share leaves the system a reserve of blocks and inodes", "[quota]") {
+    // A 64 MiB state disk (the QEMU tests'): 16 MiB and 1,638 inodes stay the system's.
+    auto small = quota::user_state_limits(64ull << 20, 16384);
+    CHECK(small.bytes == 48ull << 20);
+    CHECK(small.inodes == 16384 - 1638);
+    // A large one: a tenth of each.
+    auto large = quota::user_state_limits(100ull << 30, 6553600);
+    CHECK(large.bytes == 90ull << 30);
+    CHECK(large.inodes == 6553600 - 655360);
+    // A tiny one: the floors would take everything; the reserve is at most half.
+    auto tiny = quota::user_state_limits(8ull << 20, 1024);
+    CHECK(tiny.bytes == 4ull << 20);
+    CHECK(tiny.inodes == 512);
 }

@@ -53,7 +53,7 @@ mounts:
   - /srv/data:/data:rw
 devices: [/dev/null]
 read_only_root: false
-resources: {memory: 64M, pids: 32, cpu: 0.5, cpu_weight: 200}
+resources: {memory: 64M, memory_high: 48M, pids: 32, cpu: 0.5, cpu_weight: 200}
 restart: always
 restart_limit: 3
 after: [network]
@@ -81,6 +81,7 @@ delegate_cgroup: true
     CHECK(s.devices == std::vector<std::string>{"/dev/null"});
     CHECK_FALSE(s.read_only_root);
     CHECK(*s.resources.memory_max == 64 << 20);
+    CHECK(*s.resources.memory_high == 48 << 20);
     CHECK(*s.resources.pids_max == 32);
     CHECK(*s.resources.cpu_quota == 50000);
     CHECK(*s.resources.cpu_weight == 200);
@@ -343,4 +344,15 @@ TEST_CASE("service logs: output over the rate is dropped and counted; the file s
     REQUIRE(::stat((file + ".1").c_str(), &st) == 0);
     CHECK(size_t(st.st_size) <= 300 + 100 + 100);
     std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("service: memory_high is a size at or below memory", "[service]") {
+    CHECK(error_of("image: x\ncommand: [a]\nresources: {memory: 64M, memory_high: 96M}\n", "x.yml") ==
+          "x.yml:3:39: resources.memory_high: is above resources.memory (memory.max)");
+    CHECK(error_of("image: x\ncommand: [a]\nresources: {memory_high: lots}\n", "x.yml").find("resources.memory_high") !=
+          std::string::npos);
+    auto only_high = parse_service("image: x\ncommand: [a]\nresources: {memory_high: 1G}\n", "x.yml");
+    REQUIRE(only_high);
+    CHECK(*only_high->resources.memory_high == int64_t{1} << 30);
+    CHECK_FALSE(only_high->resources.memory_max);
 }
