@@ -2,6 +2,7 @@
 // directory and with no symbolic link followed: a link planted after keeld checked the path
 // (a workload racing the next one's start through a shared volume) is refused, not followed.
 // Real containers: root only.
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
