@@ -286,7 +286,7 @@ Result<std::vector<Image>> Store::import(const std::string& archive_path, int fd
     for (const auto& [dir, diff_id] : staged) {
         std::string target = root_ + "/layers/" + diff_id;
         if (::rename(dir.c_str(), target.c_str()) < 0) return sys_error("rename " + dir + " to " + target);
-        rollback.add([dir, target] { (void)::rename(target.c_str(), dir.c_str()); });
+        rollback.add([dir = dir, target] { (void)::rename(target.c_str(), dir.c_str()); });
     }
     KEEL_TRY(fsync_dir(root_ + "/layers"));
     // A name belongs to one image: the new one takes it from whichever had it.

@@ -105,18 +105,14 @@ void Daemon::on_client(int fd) noexcept {
         for (size_t nl; !close_it && (nl = c.buf.find('\n')) != std::string::npos;) {
             std::string line = c.buf.substr(0, nl);
             c.buf.erase(0, nl + 1);
-            json req = json::parse(line, nullptr, false);
+            auto parsed = protocol::parse_request(line);
             json reply;
-            if (req.is_discarded() || !req.is_object()) {
-                reply = error("malformed message: not a JSON object");
+            if (!parsed) {
+                reply = error(parsed.error().str());
                 close_it = true;
             } else if (!c.handshaken) {
-                int v = req.value("version", 0);
-                if (!req.contains("hello")) {
-                    reply = error("handshake first: {\"hello\":\"keel\",\"version\":N}");
-                    close_it = true;
-                } else if (v < protocol::kMinVersion) {
-                    reply = error(fmt::format("client too old: protocol {} < {}; update keel", v, protocol::kMinVersion));
+                if (auto hello = protocol::check_hello(*parsed); !hello) {
+                    reply = error(hello.error().str());
                     close_it = true;
                 } else {
                     c.handshaken = true;
@@ -125,7 +121,7 @@ void Daemon::on_client(int fd) noexcept {
                 }
             } else {
                 current_client_ = fd;
-                reply = handle(req, close_it);
+                reply = handle(*parsed, close_it);
                 current_client_ = -1;
             }
             if (!reply.is_null()) protocol::send(fd, reply, reply_fd_.get()); // null: answered later (wait)

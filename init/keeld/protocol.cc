@@ -4,6 +4,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cstdint>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -38,6 +39,33 @@ Fd LineReader::take_fd() {
     Fd f = std::move(fds_.front());
     fds_.erase(fds_.begin());
     return f;
+}
+
+Result<nlohmann::json> parse_request(const std::string& line) noexcept {
+    try {
+        auto req = nlohmann::json::parse(line, nullptr, false);
+        if (req.is_discarded() || !req.is_object()) return plain_error("malformed message: not a JSON object");
+        return req;
+    } catch (...) {
+        return plain_error("out of memory");
+    }
+}
+
+Status check_hello(const nlohmann::json& req) noexcept {
+    try {
+        const std::string shape = "handshake first: {\"hello\":\"keel\",\"version\":N}";
+        if (!req.is_object() || !req.contains("hello")) return plain_error(shape);
+        // No version at all is the oldest client there is.
+        int64_t v = 0;
+        if (auto it = req.find("version"); it != req.end()) {
+            if (!it->is_number_integer()) return plain_error(shape);
+            v = it->is_number_unsigned() ? INT64_MAX : it->get<int64_t>();
+        }
+        if (v < kMinVersion) return plain_error(fmt::format("client too old: protocol {} < {}; update keel", v, kMinVersion));
+        return {};
+    } catch (...) {
+        return plain_error("out of memory");
+    }
 }
 
 bool send(int fd, const nlohmann::json& msg, int pass_fd) {

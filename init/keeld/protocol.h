@@ -37,6 +37,13 @@ class LineReader {
     std::vector<Fd> fds_;
 };
 
+// One line from a client as a request: a JSON object, or the error keeld replies before it
+// closes the connection. Never throws: this is keeld's loop.
+Result<nlohmann::json> parse_request(const std::string& line) noexcept;
+// The first request of a connection: {"hello": "keel", "version": N} with N >= kMinVersion. A
+// field of the wrong type is an error like a missing one, never an exception.
+Status check_hello(const nlohmann::json& req) noexcept;
+
 // Writes one message (adds the newline); false on error. With `pass_fd` >= 0 that descriptor
 // travels with the message's first byte (SCM_RIGHTS): `keel image import` hands keeld the open
 // archive, which may live in a mount namespace keeld cannot see.

@@ -12,6 +12,8 @@
 #include <sys/sysmacros.h>
 
 #include <algorithm>
+#include <charconv>
+#include <cstdint>
 #include <functional>
 #include <set>
 
@@ -72,21 +74,28 @@ const std::vector<std::string> kKeys = {
 
 int64_t parse_size(const Reader& r, const YAML::Node& n, const std::string& key) {
     std::string s = r.str(n, key);
-    size_t i = 0;
-    while (i < s.size() && isdigit(static_cast<unsigned char>(s[i]))) ++i;
-    if (i == 0) r.fail(n, key, "expected a size like 64M");
-    int64_t v = std::stoll(s.substr(0, i));
-    std::string unit = s.substr(i);
-    if (unit.empty() || unit == "b" || unit == "B") return v;
-    if (unit == "k" || unit == "K") return v << 10;
-    if (unit == "m" || unit == "M") return v << 20;
-    if (unit == "g" || unit == "G") return v << 30;
-    r.fail(n, key, "unknown size unit '" + unit + "' (use K, M or G)");
+    uint64_t v = 0;
+    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (end == s.data()) r.fail(n, key, "expected a size like 64M");
+    std::string unit = s.substr(static_cast<size_t>(end - s.data()));
+    int shift = 0;
+    if (unit == "k" || unit == "K") shift = 10;
+    else if (unit == "m" || unit == "M") shift = 20;
+    else if (unit == "g" || unit == "G") shift = 30;
+    else if (!unit.empty() && unit != "b" && unit != "B") r.fail(n, key, "unknown size unit '" + unit + "' (use K, M or G)");
+    // The digits alone may not fit (stoll threw out of the parser), nor the value once scaled.
+    if (ec == std::errc::result_out_of_range || v > (uint64_t(INT64_MAX) >> shift)) r.fail(n, key, "'" + s + "' is too large");
+    return int64_t(v << shift);
 }
 
 int parse_signal(const Reader& r, const YAML::Node& n, const std::string& key) {
     std::string s = r.str(n, key);
-    if (!s.empty() && std::all_of(s.begin(), s.end(), ::isdigit)) return std::stoi(s);
+    if (!s.empty() && std::all_of(s.begin(), s.end(), ::isdigit)) {
+        int sig = 0;
+        auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), sig);
+        if (ec == std::errc() && end == s.data() + s.size() && sig >= 1 && sig < NSIG) return sig;
+        r.fail(n, key, "signal " + s + " is not between 1 and " + std::to_string(NSIG - 1));
+    }
     if (starts_with(s, "SIG")) s = s.substr(3);
     for (int sig = 1; sig < NSIG; ++sig)
         if (const char* a = sigabbrev_np(sig); a && s == a) return sig;
@@ -213,7 +222,9 @@ ServiceSpec parse(const YAML::Node& root, const Reader& r, const std::string& na
                 } catch (const YAML::Exception&) {
                     r.fail(kv.second, "resources.cpu", "expected a number of CPUs, like 0.5");
                 }
-                if (cores <= 0) r.fail(kv.second, "resources.cpu", "must be above 0");
+                // Negated so that NaN fails too; the bound keeps the quota (cores * 100000 us) an
+                // int64 rather than an undefined conversion.
+                if (!(cores > 0 && cores <= 1e6)) r.fail(kv.second, "resources.cpu", "must be above 0 and at most 1000000");
                 s.resources.cpu_period = 100000;
                 s.resources.cpu_quota = static_cast<int64_t>(cores * 100000);
             } else if (k == "cpu_weight") s.resources.cpu_weight = static_cast<uint64_t>(r.integer(kv.second, "resources.cpu_weight"));

@@ -245,6 +245,29 @@ class KeeldTest(unittest.TestCase):
         with open(overlay) as f:
             self.assertIn("adress", f.read())
 
+    def test_handshake_errors_are_replies(self):
+        # A wrongly typed field in the handshake gets the handshake error as a reply before the
+        # connection closes (it used to be an exception that closed it without a word).
+        import socket
+        self.start_daemon()
+        cases = [({"hello": "keel", "version": "1"}, "handshake first"),
+                 ({"hello": "keel"}, "client too old: protocol 0 < 1"),
+                 ("[1]", "malformed message: not a JSON object")]
+        for msg, expected in cases:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.settimeout(10)
+                s.connect(self.sock)
+                s.sendall(((msg if isinstance(msg, str) else json.dumps(msg)) + "\n").encode())
+                data = b""
+                while not data.endswith(b"\n"):
+                    chunk = s.recv(4096)
+                    self.assertTrue(chunk, f"{msg}: connection closed without a reply")
+                    data += chunk
+                reply = json.loads(data)
+                self.assertFalse(reply["ok"])
+                self.assertIn(expected, reply["error"])
+                self.assertEqual(s.recv(4096), b"", "the connection is closed after the error")
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

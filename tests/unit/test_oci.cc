@@ -838,6 +838,23 @@ TEST_CASE("oci: errors name the field") {
         r = oci::parse_config("[]", bundle);
         REQUIRE_FALSE(r.ok());
         CHECK(r.error().str() == "config.json: expected an object");
+        // Found by fuzz_oci: nlohmann reports this as out_of_range, which escaped parse_config.
+        r = oci::parse_config(R"({"ociVersion": "1.0.2", "process": {"args": [1e999]}})", bundle);
+        REQUIRE_FALSE(r.ok());
+        CHECK(r.error().str() == "config.json: invalid JSON: number overflow parsing '1e999'");
+    }
+    SECTION("deep nesting in an unsupported field") {
+        // Found by fuzz_oci: is_empty recursed once per level and overflowed the stack.
+        std::string text = minimal().dump();
+        std::string deep;
+        for (int i = 0; i < 500000; i++) deep += "{\"a\":";
+        deep += "null" + std::string(500000, '}');
+        text.insert(text.size() - 1, ",\"hooks\":" + deep);
+        CHECK(oci::parse_config(text, bundle).ok());
+        text.replace(text.find("null"), 4, "1");
+        auto r = oci::parse_config(text, bundle);
+        REQUIRE_FALSE(r.ok());
+        CHECK(r.error().str() == "hooks: not supported by keel");
     }
     SECTION("missing root") {
         doc.erase("root");

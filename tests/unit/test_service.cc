@@ -128,6 +128,18 @@ TEST_CASE("service file: errors name file, line, column and key", "[service]") {
     CHECK(error_of("image: x\ncommand: [a]\nstop_signal: SIGFOO\n") == "svc.yml:3:14: stop_signal: unknown signal 'SIGFOO'");
     CHECK(error_of("image: x\ncommand: [a]\nuser_namespace: {host_id: 5}\n").find("needs both host_id and size") !=
           std::string::npos);
+    // Found by fuzzing: numbers out of range are errors, not exceptions or wrapped values.
+    CHECK(error_of("image: x\ncommand: [a]\nresources: {memory: 99999999999999999999M}\n") ==
+          "svc.yml:3:21: resources.memory: '99999999999999999999M' is too large");
+    CHECK(error_of("image: x\ncommand: [a]\nresources: {memory: 9999999999999G}\n") ==
+          "svc.yml:3:21: resources.memory: '9999999999999G' is too large");
+    CHECK(error_of("image: x\ncommand: [a]\nstop_signal: 99999999999\n") ==
+          "svc.yml:3:14: stop_signal: signal 99999999999 is not between 1 and 64");
+    CHECK(error_of("image: x\ncommand: [a]\nstop_signal: 0\n").find("is not between 1 and") != std::string::npos);
+    for (const char* cpu : {".nan", "1e300", "-.inf", "0"})
+        CHECK(error_of(std::string("image: x\ncommand: [a]\nresources: {cpu: ") + cpu + "}\n") ==
+              "svc.yml:3:18: resources.cpu: must be above 0 and at most 1000000");
+    CHECK(parse_service("image: x\ncommand: [a]\nresources: {memory: 8G, cpu: 0.5}\nstop_signal: 15\n", "svc.yml"));
     // Broken YAML is a parse error with its position, not an exception.
     CHECK(error_of("image: [x\n").find("svc.yml:") == 0);
 }
