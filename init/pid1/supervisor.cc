@@ -59,7 +59,7 @@ void Supervisor::spawn_keeld() noexcept {
             return;
         }
         keeld_ = pid;
-        if (!ready_) ready_report_at_ = keeld_started_at_ + cfg_.ready_report_ms;
+        if (!ready_ && cfg_.ready_report_ms > 0) ready_report_at_ = keeld_started_at_ + cfg_.ready_report_ms;
         if (starts_ > 1) sys_.print(fmt::format("keel: keeld restarted (pid {}, start {})", pid, starts_));
     })
 }
@@ -76,6 +76,7 @@ void Supervisor::on_ready() noexcept {
 void Supervisor::keeld_gone(int status) noexcept {
     NOEXCEPT_BODY({
         keeld_ = -1;
+        ready_report_at_ = -1; // the next start has its own
         if (phase_ == Phase::stopping_keeld) {
             sys_.print(fmt::format("keel: shutdown: keeld stopped ({})", describe_status(status)));
             enter_terminating();

@@ -26,7 +26,7 @@ struct SupervisorConfig {
     int64_t kill_ms = 2000;         // after SIGKILL, before unmounting anyway
     int64_t backoff_min_ms = 100, backoff_max_ms = 30000;
     int64_t stable_ms = 60000;      // a keeld that ran this long restarts without delay growth
-    int64_t ready_report_ms = 60000; // a keeld not ready this long after its start is reported
+    int64_t ready_report_ms = 60000; // a keeld not ready this long after its start is reported (0: never)
     // Never unmounted (the kernel's and our pseudo-filesystems are remounted read-only or left).
     std::vector<std::string> keep_mounts = {"/", "/proc", "/sys", "/dev"};
     bool call_reboot = true; // false in test mode: the machine ends in Phase::done instead

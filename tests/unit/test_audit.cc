@@ -244,7 +244,7 @@ TEST_CASE("audit: the screen folds passes by group and keeps every finding", "[a
     std::string screen = render(checks, false);
     CHECK(screen.find("Host configuration\n[PASS] 1.1 sysctl hardening profile as configured: 2 of 3\n"
                       "[WARN] 1.1.2 kernel.sysrq = 0 — is 1\n       fix: ") == 0);
-    CHECK(screen.find("[PASS] 1.2 kernel command line hardening: 10 of 10\n") != std::string::npos);
+    CHECK(screen.find("[PASS] 1.2 kernel command line hardening: 12 of 12\n") != std::string::npos);
     CHECK(screen.find("Workloads\n[PASS] 5 web: 12 of 15 checks\n[INFO] 5.3 web: own net namespace") != std::string::npos);
     CHECK(screen.find("[WARN] 5.12 web: pids limit — none\n       fix: keel run --pids N\n") != std::string::npos);
     Summary s = summarize(checks);

@@ -163,6 +163,7 @@ class FakeSys final : public Sys {
 SupervisorConfig test_config() {
     SupervisorConfig c;
     c.boot_start_ms = 1000;
+    c.ready_report_ms = 0; // its own test below; the others never let keeld be ready
     return c;
 }
 
@@ -227,7 +228,7 @@ TEST_CASE("pid1: supervisor: keeld starts with its argv, env and notify fd") {
     CHECK(sup.keeld_starts() == 1);
     CHECK(sup.phase() == Phase::running);
     CHECK_FALSE(sup.ready());
-    CHECK(sup.timeout_ms() == cfg.ready_report_ms); // only the report of a boot that hangs
+    CHECK(sup.timeout_ms() == -1); // nothing to wait for
     CHECK(sys.count_lines("restarted") == 0);
     CHECK(sys.kills.empty());
 }
@@ -255,7 +256,9 @@ TEST_CASE("pid1: supervisor: READY prints 'system ready in N ms' once") {
 TEST_CASE("pid1: supervisor: a keeld that never reports ready is reported once, and nothing else happens") {
     FakeSys sys;
     auto cfg = test_config();
+    cfg.ready_report_ms = 60000;
     Supervisor sup(sys, cfg);
+    CHECK(SupervisorConfig{}.ready_report_ms == 60000); // on by default
     sup.start_keeld(3);
     run_until_deadline(sys, sup);
     CHECK(sys.count_lines("has not reported ready 60 s after its start") == 1);
@@ -276,6 +279,20 @@ TEST_CASE("pid1: supervisor: a keeld that never reports ready is reported once, 
     sys2.advance(120000);
     sup2.tick();
     CHECK(sys2.count_lines("has not reported ready") == 0);
+
+    // A keeld that dies first: its report is dropped, the next start has its own.
+    FakeSys sys3;
+    Supervisor sup3(sys3, cfg);
+    sup3.start_keeld(3);
+    sys3.advance(30000);
+    sys3.exit_child(sup3.keeld_pid(), 9);
+    sup3.reap_all();
+    CHECK(sup3.timeout_ms() == cfg.backoff_min_ms);
+    run_until_deadline(sys3, sup3); // restarted at 30100
+    CHECK(sup3.timeout_ms() == 60000);
+    sys3.advance(60000);
+    sup3.tick();
+    CHECK(sys3.count_lines("has not reported ready 60 s after its start") == 1);
 }
 
 // =============================================================================================
