@@ -16,6 +16,7 @@
 
 #include <fmt/format.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/strings.h"
 #include "config/config.h"
@@ -28,11 +29,6 @@ namespace keel::keeld {
 using nlohmann::json;
 
 namespace {
-int64_t mono_ms() {
-    timespec ts{};
-    ::clock_gettime(CLOCK_MONOTONIC, &ts);
-    return int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
-}
 json error(const std::string& msg) { return {{"ok", false}, {"error", msg}}; }
 
 // Root, or a member of the admin group (primary or supplementary: SO_PEERGROUPS).
@@ -156,7 +152,7 @@ json Daemon::describe(const Service& s, bool full) const {
               {"enabled", s.enabled},
               {"state", state_name(s.state)},
               {"pid", s.has_container ? s.container.pid() : 0},
-              {"uptime_s", s.has_container ? (mono_ms() - s.started_ms) / 1000 : 0},
+              {"uptime_s", s.has_container ? (now_ms() - s.started_ms) / 1000 : 0},
               {"restarts", s.restarts},
               {"error", s.error},
               {"last_exit", s.last_exit}};

@@ -17,7 +17,9 @@
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
+#include "common/clock.h"
 #include "common/log.h"
+#include "common/signals.h"
 #include "config/config.h"
 #include "keeld/protocol.h"
 #include "keeld/restart.h"
@@ -29,12 +31,6 @@ namespace {
 
 enum Kind : uint64_t { kSignal = 1, kListen = 2, kClient = 3, kPidfd = 4, kLog = 5, kNotify = 6, kSpawn = 7, kExec = 8, kImport = 9 };
 uint64_t tag(Kind k, int fd) { return (uint64_t(k) << 32) | uint32_t(fd); }
-
-int64_t now_ms() {
-    timespec ts{};
-    ::clock_gettime(CLOCK_MONOTONIC, &ts);
-    return int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
-}
 
 // A service that is not ready this long after its start counts as a failed start: a boot
 // must not wait forever on a path that never appears.
@@ -421,7 +417,7 @@ void Daemon::stop(Service& s, int timeout_s) noexcept {
     // `sleep` as the service's PID 1 would ignore SIGTERM and wait out the whole timeout.
     // Then SIGKILL is what the stop would come to anyway, so it is sent now.
     if (s.spec && !s.spec->host.pid && !catches(s.container.pid(), sig)) {
-        s.log->note(fmt::format("PID 1 has no handler for SIG{}: SIGKILL", sigabbrev_np(sig) ? sigabbrev_np(sig) : "?"));
+        s.log->note(fmt::format("PID 1 has no handler for SIG{}: SIGKILL", signal_name(sig)));
         sig = SIGKILL;
     }
     (void)s.container.signal(sig);

@@ -15,6 +15,8 @@
 #include <yaml-cpp/yaml.h>
 
 #include "common/fd.h"
+#include "common/signals.h"
+#include "common/sizes.h"
 #include "common/strings.h"
 #include "runtime/oci.h"
 #include "runtime/seccomp.h"
@@ -67,25 +69,13 @@ const std::vector<std::string> kKeys = {
     "user_namespace", "delegate_cgroup"};
 
 int64_t parse_size(const Reader& r, const YAML::Node& n, const std::string& key) {
-    std::string s = r.str(n, key);
-    size_t i = 0;
-    while (i < s.size() && isdigit(static_cast<unsigned char>(s[i]))) ++i;
-    if (i == 0) r.fail(n, key, "expected a size like 64M");
-    int64_t v = std::stoll(s.substr(0, i));
-    std::string unit = s.substr(i);
-    if (unit.empty() || unit == "b" || unit == "B") return v;
-    if (unit == "k" || unit == "K") return v << 10;
-    if (unit == "m" || unit == "M") return v << 20;
-    if (unit == "g" || unit == "G") return v << 30;
-    r.fail(n, key, "unknown size unit '" + unit + "' (use K, M or G)");
+    auto v = keel::parse_size(r.str(n, key));
+    if (!v) r.fail(n, key, v.error().message);
+    return *v;
 }
 
 int parse_signal(const Reader& r, const YAML::Node& n, const std::string& key) {
-    std::string s = r.str(n, key);
-    if (!s.empty() && std::all_of(s.begin(), s.end(), ::isdigit)) return std::stoi(s);
-    if (starts_with(s, "SIG")) s = s.substr(3);
-    for (int sig = 1; sig < NSIG; ++sig)
-        if (const char* a = sigabbrev_np(sig); a && s == a) return sig;
+    if (int sig = keel::signal_number(r.str(n, key)); sig > 0) return sig;
     r.fail(n, key, "unknown signal '" + r.str(n, key) + "'");
 }
 
