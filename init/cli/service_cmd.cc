@@ -7,7 +7,7 @@
 
 #include <fmt/format.h>
 
-#include "cli/args.h"
+#include "cli/options.h"
 #include "cli/commands.h"
 #include "keeld/protocol.h"
 
@@ -70,6 +70,20 @@ Result<json> system_request(const json& req) {
     return reply;
 }
 
+// Each subcommand's options. An unknown subcommand gets none: its name is the error.
+static VerbSpec service_verb(const std::string& cmd) {
+    const OptionSpec as_json{"json", "", false, false, {}, "as JSON"};
+    if (cmd == "list") return {"service list", {as_json, {"ros", "", false, false, {}, "ENABLED NAME only"}}};
+    if (cmd == "status") return {"service status", {as_json}};
+    if (cmd == "logs")
+        return {"service logs",
+                {{"lines", "n", true, false, {}, "how many recent lines (default 50)"},
+                 {"follow", "f", false, false, {}, "then follow the output"}}};
+    if (cmd == "start" || cmd == "stop" || cmd == "restart" || cmd == "enable" || cmd == "disable")
+        return {"service " + cmd, {{"timeout", "t", true, false, {}, "the stop timeout before SIGKILL, in seconds"}}};
+    return {"service " + cmd, {}};
+}
+
 int service_main(const std::vector<std::string>& args) {
     if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
         std::fputs(kServiceUsage, args.empty() ? stderr : stdout);
@@ -77,11 +91,7 @@ int service_main(const std::vector<std::string>& args) {
     }
     std::string cmd = args[0];
     std::vector<std::string> rest(args.begin() + 1, args.end());
-    auto a = Args::parse(rest, {{"json", 0, false},
-                                {"ros", 0, false},
-                                {"timeout", 't', true},
-                                {"lines", 'n', true},
-                                {"follow", 'f', false}});
+    auto a = Options::parse(service_verb(cmd), rest);
     if (!a) return err("service " + cmd + ": " + a.error().str(), 2);
 
     if (cmd == "list") {
@@ -213,8 +223,11 @@ int service_main(const std::vector<std::string>& args) {
     return err(fmt::format("unknown service command '{}'\n{}", cmd, kServiceUsage), 2);
 }
 
-int os_main(const std::vector<std::string>& args) {
-    std::string cmd = args.empty() ? "" : args[0];
+int os_main(const std::vector<std::string>& argv) {
+    auto a = Options::parse({"os", {{"help", "h"}}}, argv);
+    if (!a) return err("os: " + a.error().str(), 2);
+    const std::vector<std::string>& args = a->positional();
+    std::string cmd = a->flag("help") ? "--help" : args.empty() ? "" : args[0];
     if (cmd == "version") {
         std::printf("keel %s\n", KEEL_VERSION);
         if (FILE* f = std::fopen("/etc/keel-release", "r")) {
