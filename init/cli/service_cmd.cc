@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "cli/options.h"
+#include "common/sizes.h"
 #include "cli/commands.h"
 #include "keeld/protocol.h"
 
@@ -32,17 +33,10 @@ static std::optional<int> count(const std::string& s) {
     return std::stoi(s);
 }
 
-static std::string human_bytes(int64_t b) {
-    if (b % (1 << 30) == 0) return fmt::format("{}G", b >> 30);
-    if (b % (1 << 20) == 0) return fmt::format("{}M", b >> 20);
-    if (b % (1 << 10) == 0) return fmt::format("{}K", b >> 10);
-    return std::to_string(b);
-}
-
 static std::string resources_line(const json& r) {
     std::string out;
     auto add = [&](const std::string& x) { out += (out.empty() ? "" : ", ") + x; };
-    if (r.contains("memory")) add("memory " + human_bytes(r["memory"].get<int64_t>()));
+    if (r.contains("memory")) add("memory " + format_size(r["memory"].get<int64_t>()));
     if (r.contains("pids")) add(fmt::format("pids {}", r["pids"].get<int64_t>()));
     if (r.contains("cpu_quota_us")) add(fmt::format("cpu {:.2f}", double(r["cpu_quota_us"].get<int64_t>()) / 100000.0));
     return out.empty() ? "no limits" : out;

@@ -15,4 +15,11 @@ inline int64_t now_ms() noexcept {
     return int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
 }
 
+// Microseconds on the same clock, for timing short steps.
+inline int64_t now_us() noexcept {
+    timespec ts{};
+    ::clock_gettime(CLOCK_MONOTONIC, &ts);
+    return int64_t(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
+}
+
 } // namespace keel

@@ -20,4 +20,11 @@ Result<int64_t> parse_size(std::string_view text) {
     return plain_error("unknown size unit '" + std::string(unit) + "' (use K, M or G)");
 }
 
+std::string format_size(int64_t bytes) {
+    if (bytes % (1 << 30) == 0) return std::to_string(bytes >> 30) + "G";
+    if (bytes % (1 << 20) == 0) return std::to_string(bytes >> 20) + "M";
+    if (bytes % (1 << 10) == 0) return std::to_string(bytes >> 10) + "K";
+    return std::to_string(bytes);
+}
+
 } // namespace keel

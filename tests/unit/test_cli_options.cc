@@ -142,6 +142,12 @@ TEST_CASE("sizes: 512M, 1G, 100k and plain bytes", "[sizes]") {
     CHECK(parse_size("M").error().str() == "expected a size like 64M");
     CHECK(parse_size("1234567890123456").error().str() == "expected a size like 64M");
     CHECK(parse_size("64X").error().str() == "unknown size unit 'X' (use K, M or G)");
+    CHECK(format_size(64ll << 20) == "64M");
+    CHECK(format_size(1ll << 30) == "1G");
+    CHECK(format_size(1536ll << 10) == "1536K");
+    CHECK(format_size(1000) == "1000");
+    for (int64_t n : {int64_t(4096), int64_t(3) << 30, int64_t(12345)})
+        CHECK(*parse_size(format_size(n)) == n);
 }
 
 TEST_CASE("backoff: doubles from the minimum to the cap", "[backoff]") {
