@@ -4,8 +4,13 @@ verb (exit 2) before any daemon is asked. The sockets point nowhere, so a comman
 fine fails only at the connection (exit 1 or 125, "the user runtime ...")."""
 import os
 import subprocess
+import sys
 import tempfile
 import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import keeltest  # noqa: E402
+import test_user_runtime  # noqa: E402  (its keeld fixture, not its tests)
 
 KEEL = os.environ["KEEL_BIN"]
 
@@ -56,6 +61,42 @@ class CliOptionsTest(unittest.TestCase):
         self.assert_rejected("kill: unknown signal BOGUS", "kill", "--signal=BOGUS", "web")
         self.assert_rejected("kill: unknown signal 99", "kill", "-s99", "web")
         self.assert_rejected("run: --memory 64X: expected a size like 64M", "run", "--memory=64X", "busybox")
+
+
+class WorkloadOptionsTest(unittest.TestCase):
+    """Against a real user-instance keeld, with test_user_runtime's fixture."""
+    setUpClass = classmethod(test_user_runtime.UserRuntimeTest.setUpClass.__func__)
+    tearDownClass = classmethod(test_user_runtime.UserRuntimeTest.tearDownClass.__func__)
+    setUp = test_user_runtime.UserRuntimeTest.setUp
+    tearDown = test_user_runtime.UserRuntimeTest.tearDown
+    keel = test_user_runtime.UserRuntimeTest.keel
+
+    def test_kill_signal_given_inline_is_the_one_sent(self):
+        # TERM ends the workload with 42; keel kill's default, KILL, would make it 137. The
+        # old CLI skipped --signal=TERM and -sTERM and sent the default.
+        for i, spelled in enumerate((["--signal=TERM"], ["-sTERM"], ["-s", "term"])):
+            name = f"stubborn{i}"
+            with self.subTest(spelled=spelled):
+                r = self.keel("run", "-d", "--name", name, "busybox", "sh", "-c",
+                              "trap 'exit 42' TERM; echo up; while :; do sleep 1; done")
+                self.assertEqual(r.returncode, 0, r.stderr)
+                # The trap is set once it said so; before, PID 1 would drop an unhandled TERM.
+                self.assertTrue(keeltest.wait_for(lambda: self.keel("logs", name).stdout == "up\n", timeout=20))
+                # Options after the name, too.
+                r = self.keel("kill", *spelled, name) if i < 2 else self.keel("kill", name, *spelled)
+                self.assertEqual((r.returncode, r.stdout), (0, f"{name}\n"), r.stderr)
+                r = self.keel("logs", "-f", name)
+                self.assertEqual(r.returncode, 42, r.stderr)
+                self.assertEqual(self.keel("rm", name).returncode, 0)
+
+    def test_stop_waits_until_the_workload_is_down(self):
+        r = self.keel("run", "-d", "--name", "web", "busybox", "sleep", "1000")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = self.keel("stop", "--time=1", "web")
+        self.assertEqual((r.returncode, r.stdout), (0, "web\n"), r.stderr)
+        # Down when stop returned: rm without -f accepts it.
+        self.assertRegex(self.keel("ps", "-a").stdout, r"web\s+busybox\s+exited")
+        self.assertEqual(self.keel("rm", "web").returncode, 0)
 
 
 if __name__ == "__main__":
