@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "common/strings.h"
+#include "runtime/capabilities.h"
 
 namespace keel::audit {
 
@@ -25,11 +26,6 @@ nlohmann::json to_json(const Check& c) {
     if (!c.fix.empty()) j["fix"] = c.fix;
     return j;
 }
-
-const std::vector<std::string> kDefaultCapabilities = {
-    "CAP_CHOWN",   "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER",           "CAP_MKNOD",      "CAP_NET_RAW",
-    "CAP_SETGID",  "CAP_SETUID",       "CAP_SETFCAP", "CAP_SETPCAP",         "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT", "CAP_KILL",      "CAP_AUDIT_WRITE"};
 
 namespace {
 
@@ -276,8 +272,9 @@ std::vector<Check> container_checks(const ContainerFacts& c) {
     else b.add("5.1", Level::pass, "not privileged");
 
     std::vector<std::string> extra, dangerous;
+    const auto& defaults = runtime::caps::docker_default_names();
     for (const auto& cap : c.capabilities)
-        if (std::find(kDefaultCapabilities.begin(), kDefaultCapabilities.end(), cap) == kDefaultCapabilities.end()) {
+        if (std::find(defaults.begin(), defaults.end(), cap) == defaults.end()) {
             extra.push_back(cap);
             if (kHostDangerous.count(cap)) dangerous.push_back(cap);
         }

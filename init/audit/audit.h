@@ -113,9 +113,6 @@ struct ContainerFacts {
 
 std::vector<Check> container_checks(const ContainerFacts& c);
 
-// Docker's default capability set: what a workload holds unless told otherwise.
-extern const std::vector<std::string> kDefaultCapabilities;
-
 // ---- report --------------------------------------------------------------------------------
 
 struct Summary {

@@ -4,6 +4,7 @@
 
 #include "audit/audit.h"
 #include "cli/commands.h"
+#include "cli/options.h"
 
 namespace keel::cli {
 
@@ -23,22 +24,24 @@ static audit::Check from_json(const json& j) {
 }
 
 int audit_main(const std::vector<std::string>& args) {
-    bool as_json = false, verbose = false;
-    for (const auto& a : args) {
-        if (a == "--json") as_json = true;
-        else if (a == "-v" || a == "--verbose") verbose = true;
-        else if (a == "-h" || a == "--help") {
-            std::puts("usage: keel audit [--json] [-v]\n\n"
-                      "  Checks the host, every system service and every workload; [PASS], [WARN] (with\n"
-                      "  what to change) and [INFO] lines, then Checks: N  Score: M (+1 pass, -1 warn).\n"
-                      "  -v       every check on its own line (passes are folded by group otherwise)\n"
-                      "  --json   the same as JSON\n"
-                      "  Exit status: 0 without warnings, 1 with, 2 when the system runtime cannot be asked.");
-            return 0;
-        } else {
-            std::fprintf(stderr, "keel: audit: unknown option %s\n", a.c_str());
-            return 2;
-        }
+    auto a = Options::parse({"audit", {{"json"}, {"verbose", "v"}, {"help", "h"}}}, args);
+    if (!a) {
+        std::fprintf(stderr, "keel: audit: %s\n", a.error().str().c_str());
+        return 2;
+    }
+    if (!a->positional().empty()) {
+        std::fprintf(stderr, "keel: audit: unexpected argument %s\n", a->positional()[0].c_str());
+        return 2;
+    }
+    bool as_json = a->flag("json"), verbose = a->flag("verbose");
+    if (a->flag("help")) {
+        std::puts("usage: keel audit [--json] [-v]\n\n"
+                  "  Checks the host, every system service and every workload; [PASS], [WARN] (with\n"
+                  "  what to change) and [INFO] lines, then Checks: N  Score: M (+1 pass, -1 warn).\n"
+                  "  -v       every check on its own line (passes are folded by group otherwise)\n"
+                  "  --json   the same as JSON\n"
+                  "  Exit status: 0 without warnings, 1 with, 2 when the system runtime cannot be asked.");
+        return 0;
     }
     auto sys = system_request({{"cmd", "audit"}});
     if (!sys) {

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "cli/commands.h"
+#include "cli/options.h"
 #include "common/fd.h"
 #include "config/config.h"
 
@@ -28,10 +29,15 @@ static int fail(const std::string& msg, int code = 1) {
     return code;
 }
 
-int config_main(const std::vector<std::string>& args) {
-    if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
-        std::fputs(kConfigUsage, args.empty() ? stderr : stdout);
-        return args.empty() ? 2 : 0;
+int config_main(const std::vector<std::string>& argv) {
+    // Options end at the subcommand: a VALUE may start with a dash (keel config set k -5).
+    auto parsed = Options::parse({"config", {{"help", "h"}}, true}, argv);
+    if (!parsed) return fail("config: " + parsed.error().str(), 2);
+    const std::vector<std::string>& args = parsed->positional();
+    if (args.empty() || parsed->flag("help") || args[0] == "help") {
+        bool asked = parsed->flag("help") || !args.empty();
+        std::fputs(kConfigUsage, asked ? stdout : stderr);
+        return asked ? 0 : 2;
     }
     const std::string& cmd = args[0];
     auto need = [&](size_t n, const char* what) {

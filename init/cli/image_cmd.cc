@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "cli/commands.h"
+#include "cli/options.h"
 #include "common/fd.h"
 #include "common/strings.h"
 
@@ -39,13 +40,21 @@ static std::string first_name(const json& img) {
     return img["names"].empty() ? std::string("<none>") : img["names"][0].get<std::string>();
 }
 
-int image_main(const std::vector<std::string>& args) {
-    if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
-        std::fputs(kImageUsage, args.empty() ? stderr : stdout);
-        return args.empty() ? 2 : 0;
+int image_main(const std::vector<std::string>& argv) {
+    auto top = Options::parse({"image", {{"help", "h"}}, true}, argv);
+    if (!top) return fail("image: " + top.error().str(), 2);
+    const std::vector<std::string>& args = top->positional();
+    if (args.empty() || top->flag("help") || args[0] == "help") {
+        bool asked = top->flag("help") || !args.empty();
+        std::fputs(kImageUsage, asked ? stdout : stderr);
+        return asked ? 0 : 2;
     }
     const std::string& cmd = args[0];
-    std::vector<std::string> rest(args.begin() + 1, args.end());
+    bool listing = cmd == "list" || cmd == "ls";
+    auto sub = Options::parse({"image " + cmd, listing ? std::vector<OptionSpec>{{"json"}} : std::vector<OptionSpec>{}},
+                              std::vector<std::string>(args.begin() + 1, args.end()));
+    if (!sub) return fail("image " + cmd + ": " + sub.error().str(), 2);
+    const std::vector<std::string>& rest = sub->positional();
     if (cmd == "import" || cmd == "load") {
         if (rest.size() != 1) return fail("usage: keel image import FILE", 2);
         Fd f(::open(rest[0].c_str(), O_RDONLY | O_CLOEXEC));
@@ -58,12 +67,9 @@ int image_main(const std::vector<std::string>& args) {
                         img["layers"].get<size_t>() == 1 ? "" : "s");
         return 0;
     }
-    if (cmd == "list" || cmd == "ls") {
-        bool as_json = false;
-        for (const auto& a : rest) {
-            if (a == "--json") as_json = true;
-            else return fail("image list: unknown option " + a, 2);
-        }
+    if (listing) {
+        bool as_json = sub->flag("json");
+        if (!rest.empty()) return fail("image list: unexpected argument " + rest[0], 2);
         auto r = user_request({{"cmd", "image_list"}});
         if (!r) return fail(r.error().str());
         if (as_json) {

@@ -13,8 +13,9 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "cli/args.h"
+#include "cli/options.h"
 #include "common/log.h"
+#include "common/signals.h"
 #include "common/strings.h"
 #include "runtime/cgroup.h"
 #include "runtime/oci.h"
@@ -46,7 +47,7 @@ OCI runtime commands (a runc-compatible subset) on bundles of config.json + root
 --root DIR is the state directory (default /run/keel/runtime).
 )";
 
-static Result<std::string> one_id(const Args& a, const char* cmd) {
+static Result<std::string> one_id(const Options& a, const char* cmd) {
     if (a.positional().size() != 1)
         return plain_error(fmt::format("{} needs exactly one container id (got {})", cmd,
                                        a.positional().size()));
@@ -54,7 +55,7 @@ static Result<std::string> one_id(const Args& a, const char* cmd) {
 }
 
 static int cmd_spec(RuntimeContext&, const std::vector<std::string>& argv) {
-    auto a = Args::parse(argv, {{"bundle", 'b', true}, {"rootless", 0, false}});
+    auto a = Options::parse(runc_verb("spec", {{"bundle", "b", true}, {"rootless"}}), argv);
     if (!a) return fail("spec: " + a.error().str());
     std::string path = a->value_or("bundle", ".") + "/config.json";
     if (::access(path.c_str(), F_OK) == 0)
@@ -65,7 +66,7 @@ static int cmd_spec(RuntimeContext&, const std::vector<std::string>& argv) {
 }
 
 static int cmd_start(RuntimeContext& ctx, const std::vector<std::string>& argv) {
-    auto a = Args::parse(argv, {});
+    auto a = Options::parse(runc_verb("start", {}), argv);
     if (!a) return fail("start: " + a.error().str());
     auto id = one_id(*a, "start");
     if (!id) return fail(id.error().str());
@@ -86,7 +87,7 @@ static int cmd_start(RuntimeContext& ctx, const std::vector<std::string>& argv) 
 }
 
 static int cmd_state(RuntimeContext& ctx, const std::vector<std::string>& argv) {
-    auto a = Args::parse(argv, {});
+    auto a = Options::parse(runc_verb("state", {}), argv);
     if (!a) return fail("state: " + a.error().str());
     auto id = one_id(*a, "state");
     if (!id) return fail(id.error().str());
@@ -96,38 +97,25 @@ static int cmd_state(RuntimeContext& ctx, const std::vector<std::string>& argv) 
     return 0;
 }
 
-static Result<int> parse_signal(const std::string& given) {
-    std::string s = given;
-    if (!s.empty() && std::all_of(s.begin(), s.end(), ::isdigit)) {
-        int n = std::stoi(s);
-        if (n > 0 && n < NSIG) return n;
-    } else {
-        for (auto& ch : s) ch = static_cast<char>(::toupper(static_cast<unsigned char>(ch)));
-        if (starts_with(s, "SIG")) s = s.substr(3);
-        for (int sig = 1; sig < NSIG; ++sig)
-            if (const char* abbrev = sigabbrev_np(sig); abbrev && s == abbrev) return sig;
-    }
-    return plain_error(fmt::format("unknown signal '{}'", given));
-}
-
 static int cmd_kill(RuntimeContext& ctx, const std::vector<std::string>& argv) {
-    auto a = Args::parse(argv, {{"all", 'a', false}});
+    auto a = Options::parse(runc_verb("kill", {{"all", "a"}}), argv);
     if (!a) return fail("kill: " + a.error().str());
     const auto& pos = a->positional();
     if (pos.empty() || pos.size() > 2) return fail("kill needs a container id and optionally a signal");
-    auto sig = parse_signal(pos.size() == 2 ? pos[1] : "TERM");
-    if (!sig) return fail("kill: " + sig.error().str());
+    std::string sig_name = pos.size() == 2 ? pos[1] : "TERM";
+    int sig = signal_number(sig_name);
+    if (sig < 0) return fail(fmt::format("kill: unknown signal '{}'", sig_name));
     auto st = ctx.store.load(pos[0]);
     if (!st) return fail(st.error().str());
     Fd pidfd = runtime::state::open_process(*st);
     if (!pidfd) return fail(fmt::format("cannot kill container {}: it is not running", pos[0]));
-    if (::syscall(SYS_pidfd_send_signal, pidfd.get(), *sig, nullptr, 0) < 0)
+    if (::syscall(SYS_pidfd_send_signal, pidfd.get(), sig, nullptr, 0) < 0)
         return fail(sys_error(fmt::format("kill {}", pos[0])).str());
     if (a->flag("all") && !st->cgroup.empty()) {
         std::string procs;
         read_file((st->cgroup + "/cgroup.procs").c_str(), procs);
         for (const auto& p : split(procs, '\n'))
-            if (!p.empty()) ::kill(std::stoi(p), *sig);
+            if (!p.empty()) ::kill(std::stoi(p), sig);
     }
     return 0;
 }
@@ -141,7 +129,7 @@ static bool wait_gone(int pidfd, int timeout_ms) {
 }
 
 static int cmd_delete(RuntimeContext& ctx, const std::vector<std::string>& argv) {
-    auto a = Args::parse(argv, {{"force", 'f', false}});
+    auto a = Options::parse(runc_verb("delete", {{"force", "f"}}), argv);
     if (!a) return fail("delete: " + a.error().str());
     auto id = one_id(*a, "delete");
     if (!id) return fail(id.error().str());
@@ -165,7 +153,7 @@ static int cmd_delete(RuntimeContext& ctx, const std::vector<std::string>& argv)
 }
 
 static int cmd_list(RuntimeContext& ctx, const std::vector<std::string>& argv) {
-    auto a = Args::parse(argv, {{"format", 'f', true}, {"quiet", 'q', false}});
+    auto a = Options::parse(runc_verb("list", {{"format", "f", true}, {"quiet", "q"}}), argv);
     if (!a) return fail("list: " + a.error().str());
     std::string format = a->value_or("format", "table");
     if (format != "table" && format != "json")
@@ -203,37 +191,29 @@ static int cmd_list(RuntimeContext& ctx, const std::vector<std::string>& argv) {
 }
 
 int runtime_main(const std::vector<std::string>& args, char** argv) {
-    std::string root = "/run/keel/runtime";
-    size_t i = 0;
     // Global options come before the command, as with runc.
-    for (; i < args.size() && starts_with(args[i], "-"); ++i) {
-        const std::string& o = args[i];
-        if (o == "--root" || o == "-root") {
-            if (++i == args.size()) return fail("--root needs a directory");
-            root = args[i];
-        } else if (starts_with(o, "--root=")) {
-            root = o.substr(7);
-        } else if (o == "--debug") {
-            log::set_debug(true);
-        } else if (o == "-h" || o == "--help") {
-            std::fputs(kUsage, stdout);
-            return 0;
-        } else {
-            return fail(fmt::format("unknown option {}\n{}", o, kUsage), 2);
-        }
+    VerbSpec global = runc_verb("runtime", {{"root", "", true}, {"debug"}, {"help", "h"}});
+    global.options_first = true;
+    auto g = Options::parse(global, args);
+    if (!g) return fail(fmt::format("{}\n{}", g.error().str(), kUsage), 2);
+    if (g->flag("help")) {
+        std::fputs(kUsage, stdout);
+        return 0;
     }
-    if (i == args.size()) {
+    if (g->flag("debug")) log::set_debug(true);
+    if (g->positional().empty()) {
         std::fputs(kUsage, stderr);
         return 2;
     }
+    std::string root = g->value_or("root", "/run/keel/runtime");
     if (root.empty() || root[0] != '/') {
         char cwd[4096];
         if (!::getcwd(cwd, sizeof cwd)) return fail(sys_error("getcwd").str());
         root = std::string(cwd) + "/" + root;
     }
     RuntimeContext ctx{runtime::state::Store(root), argv};
-    std::string cmd = args[i];
-    std::vector<std::string> rest(args.begin() + static_cast<long>(i) + 1, args.end());
+    std::string cmd = g->positional()[0];
+    std::vector<std::string> rest(g->positional().begin() + 1, g->positional().end());
     using Handler = int (*)(RuntimeContext&, const std::vector<std::string>&);
     static const std::vector<std::pair<std::string, Handler>> commands = {
         {"spec", cmd_spec},     {"create", runtime_create}, {"start", cmd_start},

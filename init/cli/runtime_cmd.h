@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/options.h"
 #include "runtime/state.h"
 
 namespace keel::cli {
@@ -13,6 +14,12 @@ struct RuntimeContext {
     runtime::state::Store store;
     char** argv; // the original argv, for re-executing from a sealed memfd
 };
+
+// A runtime subcommand's options: mixed with its arguments, and long ones also with one dash
+// (-bundle DIR), as runc's callers pass them.
+inline VerbSpec runc_verb(std::string name, std::vector<OptionSpec> options) {
+    return {std::move(name), std::move(options), false, true};
+}
 
 int runtime_main(const std::vector<std::string>& args, char** argv);
 

@@ -13,7 +13,7 @@
 
 #include <fmt/format.h>
 
-#include "cli/args.h"
+#include "cli/options.h"
 #include "cli/runtime_cmd.h"
 #include "cli/terminal.h"
 #include "runtime/container.h"
@@ -27,11 +27,16 @@ using runtime::state::ContainerState;
 
 namespace {
 
-const std::vector<Option> kCreateOptions = {
-    {"bundle", 'b', true},      {"pid-file", 0, true},       {"console-socket", 0, true},
-    {"preserve-fds", 0, true},  {"no-pivot", 0, false},      {"no-new-keyring", 0, false},
-    {"detach", 'd', false},     {"keep", 0, false},
-};
+VerbSpec create_verb(const char* name) {
+    return runc_verb(name, {{"bundle", "b", true},
+                            {"pid-file", "", true},
+                            {"console-socket", "", true},
+                            {"preserve-fds", "", true},
+                            {"no-pivot"},
+                            {"no-new-keyring"},
+                            {"detach", "d"},
+                            {"keep"}});
+}
 
 struct Prepared {
     std::string id;
@@ -42,7 +47,7 @@ struct Prepared {
 
 // Everything that can fail on bad input happens here, before the state directory exists, so a
 // bad config.json leaves nothing behind.
-Result<Prepared> prepare(const Args& a, const char* cmd, bool attach_terminal) {
+Result<Prepared> prepare(const Options& a, const char* cmd, bool attach_terminal) {
     if (a.positional().size() != 1)
         return plain_error(fmt::format("{} needs exactly one container id", cmd));
     Prepared p;
@@ -80,7 +85,7 @@ int start_failure_code(const runtime::StartError& why) {
     return 125;
 }
 
-Status write_pid_file(const Args& a, pid_t pid) {
+Status write_pid_file(const Options& a, pid_t pid) {
     auto path = a.value("pid-file");
     if (!path) return {};
     // runc writes it atomically too: a reader never sees an empty file.
@@ -90,7 +95,7 @@ Status write_pid_file(const Args& a, pid_t pid) {
 
 // Starts the container and records its state. On failure, nothing is left: no state dir, no
 // cgroup, no process.
-Result<Container> launch(RuntimeContext& ctx, Prepared& p, const Args& a, bool hold,
+Result<Container> launch(RuntimeContext& ctx, Prepared& p, const Options& a, bool hold,
                          bool die_with_parent, runtime::StartError& why) {
     KEEL_TRY(ctx.store.create(p.id));
     auto undo = [&](Error e) -> Error {
@@ -182,7 +187,7 @@ int supervise(Container& c, Prepared& p, const sigset_t& forwarded) {
 } // namespace
 
 int runtime_create(RuntimeContext& ctx, const std::vector<std::string>& argv) {
-    auto a = Args::parse(argv, kCreateOptions);
+    auto a = Options::parse(create_verb("create"), argv);
     if (!a) return fail("create: " + a.error().str(), 125);
     if (a->flag("detach") || a->flag("keep")) return fail("create: --detach and --keep belong to run", 125);
     if (auto s = runtime::reexec_from_sealed_memfd(ctx.argv); !s) return fail(s.error().str(), 125);
@@ -197,7 +202,7 @@ int runtime_create(RuntimeContext& ctx, const std::vector<std::string>& argv) {
 }
 
 int runtime_run(RuntimeContext& ctx, const std::vector<std::string>& argv) {
-    auto a = Args::parse(argv, kCreateOptions);
+    auto a = Options::parse(create_verb("run"), argv);
     if (!a) return fail("run: " + a.error().str(), 125);
     if (auto s = runtime::reexec_from_sealed_memfd(ctx.argv); !s) return fail(s.error().str(), 125);
     bool detach = a->flag("detach");

@@ -16,6 +16,7 @@
 
 #include <fmt/format.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/strings.h"
 #include "config/config.h"
@@ -147,7 +148,7 @@ json Daemon::describe(const Service& s, bool full) const {
               {"enabled", s.enabled},
               {"state", state_name(s.state)},
               {"pid", s.has_container ? s.container.pid() : 0},
-              {"uptime_s", s.has_container ? (mono_ms() - s.started_ms) / 1000 : 0},
+              {"uptime_s", s.has_container ? (now_ms() - s.started_ms) / 1000 : 0},
               {"restarts", s.restarts},
               {"error", s.error},
               {"last_exit", s.last_exit}};

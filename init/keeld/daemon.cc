@@ -17,7 +17,9 @@
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
+#include "common/clock.h"
 #include "common/log.h"
+#include "common/signals.h"
 #include "config/config.h"
 #include "keeld/protocol.h"
 #include "keeld/restart.h"
@@ -30,7 +32,6 @@ namespace {
 enum Kind : uint64_t { kSignal = 1, kListen = 2, kClient = 3, kPidfd = 4, kLog = 5, kNotify = 6, kSpawn = 7, kExec = 8, kImport = 9 };
 uint64_t tag(Kind k, int fd) { return (uint64_t(k) << 32) | uint32_t(fd); }
 
-
 // A service that is not ready this long after its start counts as a failed start: a boot
 // must not wait forever on a path that never appears.
 constexpr int64_t kReadyTimeoutMs = 30000;
@@ -42,12 +43,6 @@ constexpr int64_t kProgressEveryMs = 5000;
 constexpr int64_t kLogPauseMs = 100;
 
 } // namespace
-
-int64_t mono_ms() noexcept {
-    timespec ts{};
-    ::clock_gettime(CLOCK_MONOTONIC, &ts);
-    return int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
-}
 
 const char* state_name(State s) {
     switch (s) {
@@ -154,7 +149,7 @@ bool Daemon::deps_running(const Service& s, std::string& waiting_for) const {
 
 void Daemon::schedule() noexcept {
     if (shutting_down_) return;
-    int64_t now = mono_ms();
+    int64_t now = now_ms();
     for (const auto& name : order_) {
         Service* s = find(name);
         if (!s || !s->enabled || !s->spec || s->hold) continue;
@@ -236,7 +231,7 @@ void Daemon::start(Service& s) noexcept {
         s.pending = std::move(*spawned);
         if (spec->console) s.tty_master = s.pending->take_console();
         s.state = State::starting;
-        s.started_ms = mono_ms();
+        s.started_ms = now_ms();
         // The container's own set-up (mounts, namespaces, the exec) is bounded too: a child
         // stuck on the way (a hung mount source, a lost wake-up) must not hold the boot.
         s.ready_deadline_ms = s.started_ms + kReadyTimeoutMs;
@@ -253,7 +248,7 @@ void Daemon::start_failed(Service& s, const std::string& why) noexcept {
     log::error("service {}: start failed: {}", s.name, s.last_exit);
     s.failures++;
     s.state = State::backoff;
-    s.next_start_ms = mono_ms() + backoff_ms(s.failures);
+    s.next_start_ms = now_ms() + backoff_ms(s.failures);
     if (s.failures > s.spec->restart_limit) {
         s.state = State::failed;
         s.error = "start failed " + std::to_string(s.failures) + " times: " + s.last_exit;
@@ -279,7 +274,7 @@ void Daemon::on_spawned(Service& s) noexcept {
         runtime::StartError why;
         auto c = s.pending->finish(&why);
         s.pending.reset();
-        log::debug("service {}: container start took {} ms", s.name, mono_ms() - s.started_ms);
+        log::debug("service {}: container start took {} ms", s.name, now_ms() - s.started_ms);
         if (!c) {
             s.log_rd.reset();
             s.notify_rd.reset();
@@ -309,7 +304,7 @@ void Daemon::on_spawned(Service& s) noexcept {
             became_ready(s);
             return;
         }
-        s.ready_deadline_ms = mono_ms() + kReadyTimeoutMs;
+        s.ready_deadline_ms = now_ms() + kReadyTimeoutMs;
         if (s.notify_rd) watch(s.notify_rd.get(), tag(kNotify, s.notify_rd.get()));
         check_ready(s);
     } catch (const std::exception& e) {
@@ -329,7 +324,7 @@ void Daemon::became_ready(Service& s) noexcept {
     if (s.spec->ready == service::ReadyKind::started)
         log::info("service {} started (pid {})", s.name, s.container.pid());
     else
-        log::info("service {} ready in {} ms (pid {})", s.name, mono_ms() - s.started_ms, s.container.pid());
+        log::info("service {} ready in {} ms (pid {})", s.name, now_ms() - s.started_ms, s.container.pid());
 }
 
 // A container whose set-up did not reach its exec in time: killed, which ends its start as
@@ -391,7 +386,7 @@ void Daemon::check_ready(Service& s) noexcept {
         became_ready(s);
         return;
     }
-    if (mono_ms() >= s.ready_deadline_ms) {
+    if (now_ms() >= s.ready_deadline_ms) {
         s.log->note(fmt::format("not ready after {} s: killed", kReadyTimeoutMs / 1000));
         log::error("service {}: not ready after {} s", s.name, kReadyTimeoutMs / 1000);
         s.ready_deadline_ms = -1;
@@ -430,11 +425,11 @@ void Daemon::stop(Service& s, int timeout_s) noexcept {
     // `sleep` as the service's PID 1 would ignore SIGTERM and wait out the whole timeout.
     // Then SIGKILL is what the stop would come to anyway, so it is sent now.
     if (s.spec && !s.spec->host.pid && !catches(s.container.pid(), sig)) {
-        s.log->note(fmt::format("PID 1 has no handler for SIG{}: SIGKILL", sigabbrev_np(sig) ? sigabbrev_np(sig) : "?"));
+        s.log->note(fmt::format("PID 1 has no handler for SIG{}: SIGKILL", signal_name(sig)));
         sig = SIGKILL;
     }
     (void)s.container.signal(sig);
-    s.kill_at_ms = mono_ms() + int64_t(timeout_s) * 1000;
+    s.kill_at_ms = now_ms() + int64_t(timeout_s) * 1000;
 }
 
 // One read per wakeup, then back to epoll: a service flooding its pipe gets its turn like
@@ -445,9 +440,9 @@ void Daemon::read_log(Service& s) noexcept {
     static char buf[64 * 1024];
     if (!s.log_rd) return;
     ssize_t n = ::read(s.log_rd.get(), buf, sizeof buf);
-    if (n > 0 && !s.log->append(buf, size_t(n), mono_ms()) && s.log_resume_ms < 0) {
+    if (n > 0 && !s.log->append(buf, size_t(n), now_ms()) && s.log_resume_ms < 0) {
         unwatch(s.log_rd.get());
-        s.log_resume_ms = mono_ms() + kLogPauseMs;
+        s.log_resume_ms = now_ms() + kLogPauseMs;
     }
     // End of file: no writer is left (the service closed its stdout and stderr, or a workload
     // with a terminal never had them). epoll would report it again at once, for ever.
@@ -486,7 +481,7 @@ void Daemon::on_exit(Service& s) noexcept {
     if (s.oom_killed) s.last_exit += " (out of memory: killed by the OOM killer)";
     s.exit_code = st->signal ? 128 + st->signal : st->code;
     s.log->note(s.last_exit);
-    int64_t ran = mono_ms() - s.started_ms;
+    int64_t ran = now_ms() - s.started_ms;
     if (s.workload) {
         // A workload runs once (no restart policy in this version): it stays, exited, for
         // `keel ps -a` and `keel logs`, unless it was started with --rm.
@@ -523,7 +518,7 @@ void Daemon::on_exit(Service& s) noexcept {
     case RestartDecision::Kind::restart:
         s.restarts++;
         s.state = State::backoff;
-        s.next_start_ms = mono_ms() + d.delay_ms;
+        s.next_start_ms = now_ms() + d.delay_ms;
         s.log->note(fmt::format("restarting in {} ms", d.delay_ms));
         return;
     }
@@ -544,7 +539,7 @@ void Daemon::maybe_ready() noexcept {
         }
     }
     ready_sent_ = true;
-    log::info("all enabled services started in {} ms", mono_ms() - boot_ms_);
+    log::info("all enabled services started in {} ms", now_ms() - boot_ms_);
     ssize_t ignored = ::write(cfg_.notify_fd, "READY\n", 6);
     (void)ignored;
     // From here on the console belongs to its user: routine events go to the services' logs.
@@ -598,7 +593,7 @@ Result<std::vector<std::string>> Daemon::environment(const service::ServiceSpec&
 
 int Daemon::run() noexcept {
     try {
-        boot_ms_ = mono_ms();
+        boot_ms_ = now_ms();
         epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
         sigset_t sigs;
         sigemptyset(&sigs);
@@ -630,7 +625,7 @@ int Daemon::run() noexcept {
         }
         if (cfg_.instance == "user") setup_user_instance();
         load();
-        log::debug("loaded {} services in {} ms", services_.size(), mono_ms() - boot_ms_);
+        log::debug("loaded {} services in {} ms", services_.size(), now_ms() - boot_ms_);
         schedule();
     } catch (const std::exception& e) {
         log::error("startup: {}", e.what());
@@ -638,7 +633,7 @@ int Daemon::run() noexcept {
 
     for (;;) {
         try {
-            int64_t now = mono_ms(), timeout = -1;
+            int64_t now = now_ms(), timeout = -1;
             if (!ready_sent_ && cfg_.notify_fd >= 0 && next_progress_ms_ > 0) timeout = std::max<int64_t>(0, next_progress_ms_ - now);
             for (const auto& w : waiters_) timeout = timeout < 0 ? w.deadline_ms - now : std::min(timeout, w.deadline_ms - now);
             for (auto& [name, s] : services_) {
@@ -693,7 +688,7 @@ int Daemon::run() noexcept {
                     }
                 }
             }
-            now = mono_ms();
+            now = now_ms();
             for (auto& [name, s] : services_)
                 if (s.pending && s.ready_deadline_ms >= 0 && now >= s.ready_deadline_ms) setup_timed_out(s);
                 else if (s.state == State::starting && s.spec->ready == service::ReadyKind::path) check_ready(s);
@@ -711,7 +706,7 @@ int Daemon::run() noexcept {
                     if (s.log_rd) watch(s.log_rd.get(), tag(kLog, s.log_rd.get()));
                 }
             expire_execs(now);
-            expire_waiters(mono_ms());
+            expire_waiters(now_ms());
             for (auto name : std::exchange(to_remove_, {})) (void)remove_workload(name, true);
             if (shutting_down_) {
                 // A running import is let finish: killed in the middle of moving a name from

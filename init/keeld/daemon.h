@@ -35,9 +35,6 @@ struct DaemonConfig {
     std::string cmdline; // the kernel command line, for keel.config.* overrides
 };
 
-// CLOCK_MONOTONIC in milliseconds: keeld's one clock for deadlines and uptimes.
-int64_t mono_ms() noexcept;
-
 // The `keel` admin group's id from /etc/group, or -1.
 gid_t admin_gid();
 

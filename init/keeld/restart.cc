@@ -2,11 +2,13 @@
 
 #include <algorithm>
 
+#include "common/backoff.h"
+
 namespace keel::keeld {
 
 int64_t backoff_ms(int failures) {
-    // 100 ms, 200 ms, 400 ms, ... 30 s; the shift is capped before it could overflow.
-    return std::min(kBackoffMaxMs, kBackoffMinMs << std::clamp(failures - 1, 0, 20));
+    // 100 ms, 200 ms, 400 ms, ... 30 s.
+    return backoff_delay(failures, kBackoffMinMs, kBackoffMaxMs);
 }
 
 RestartDecision after_exit(service::RestartPolicy policy, bool failed, int64_t ran_ms, int restart_limit,

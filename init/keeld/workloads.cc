@@ -20,11 +20,13 @@
 #include <fmt/format.h>
 
 #include "common/fd.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/strings.h"
 #include "image/fs.h"
 #include "keeld/daemon.h"
 #include "keeld/protocol.h"
+#include "runtime/capabilities.h"
 #include "runtime/cgroup.h"
 #include "runtime/namespaces.h"
 #include "runtime/oci.h"
@@ -168,7 +170,7 @@ Result<std::string> Daemon::create_workload(const json& req) {
     sp.user = req.value("user", cfg.user.empty() ? std::string("0") : cfg.user);
     if (sp.user == "root") sp.user = "0";
     sp.working_dir = cfg.working_dir.empty() ? "/" : cfg.working_dir;
-    std::vector<std::string> caps = audit::kDefaultCapabilities;
+    std::vector<std::string> caps = runtime::caps::docker_default_names();
     for (auto c : req.value("cap_add", std::vector<std::string>{})) {
         std::transform(c.begin(), c.end(), c.begin(), ::toupper);
         if (!starts_with(c, "CAP_")) c = "CAP_" + c;
@@ -370,7 +372,7 @@ json Daemon::start_exec(const json& req) {
     Exec& e = execs_[id];
     e.workload = name;
     e.pending = std::move(*pending);
-    e.start_deadline_ms = mono_ms() + kExecStartTimeoutMs;
+    e.start_deadline_ms = now_ms() + kExecStartTimeoutMs;
     e.out = std::move(rd);
     watch(e.pending->fd(), (uint64_t(8) << 32) | uint32_t(e.pending->fd()));
     watch(e.out.get(), (uint64_t(8) << 32) | uint32_t(e.out.get()));
@@ -459,7 +461,7 @@ json Daemon::handle_workload(const std::string& cmd, const json& req) {
         if (s->state == State::exited || s->state == State::failed)
             return {{"ok", true}, {"done", true}, {"service", describe(*s, false)}};
         int64_t ms = std::clamp<int64_t>(req.value("timeout_ms", int64_t(1000)), 0, 60000);
-        waiters_.push_back({current_client_, name, mono_ms() + ms});
+        waiters_.push_back({current_client_, name, now_ms() + ms});
         return json(nullptr);
     }
     if (cmd == "exec_output") {

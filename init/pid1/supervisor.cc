@@ -9,6 +9,9 @@
 
 #include <fmt/format.h>
 
+#include "common/backoff.h"
+#include "common/signals.h"
+
 namespace keel::pid1 {
 
 const char* phase_name(Phase p) {
@@ -25,8 +28,7 @@ const char* phase_name(Phase p) {
 std::string describe_status(int status) {
     if (WIFEXITED(status)) return fmt::format("exited with {}", WEXITSTATUS(status));
     if (WIFSIGNALED(status)) {
-        const char* name = sigabbrev_np(WTERMSIG(status));
-        return fmt::format("killed by SIG{}", name ? name : std::to_string(WTERMSIG(status)));
+        return fmt::format("killed by SIG{}", signal_name(WTERMSIG(status)));
     }
     return fmt::format("status {:#x}", status);
 }
@@ -41,7 +43,7 @@ std::string describe_status(int status) {
 
 void Supervisor::start_keeld(int notify_fd) noexcept {
     notify_fd_ = notify_fd;
-    backoff_ms_ = cfg_.backoff_min_ms;
+    failures_ = 0;
     spawn_keeld();
 }
 
@@ -54,8 +56,7 @@ void Supervisor::spawn_keeld() noexcept {
         if (pid < 0) {
             sys_.print(fmt::format("keel: cannot start {}: {}", cfg_.keeld_argv[0], std::strerror(-pid)));
             keeld_ = -1;
-            restart_at_ = sys_.now_ms() + backoff_ms_;
-            backoff_ms_ = std::min(backoff_ms_ * 2, cfg_.backoff_max_ms);
+            restart_at_ = sys_.now_ms() + backoff_delay(++failures_, cfg_.backoff_min_ms, cfg_.backoff_max_ms);
             return;
         }
         keeld_ = pid;
@@ -88,10 +89,10 @@ void Supervisor::keeld_gone(int status) noexcept {
         // new keeld starts from a clean slate instead of adopting half-known state.
         sys_.write_file(cfg_.system_cgroup + "/cgroup.kill", "1");
         int64_t now = sys_.now_ms();
-        if (now - keeld_started_at_ >= cfg_.stable_ms) backoff_ms_ = cfg_.backoff_min_ms;
-        restart_at_ = now + backoff_ms_;
-        sys_.print(fmt::format("keel: restarting keeld in {} ms", backoff_ms_));
-        backoff_ms_ = std::min(backoff_ms_ * 2, cfg_.backoff_max_ms);
+        if (now - keeld_started_at_ >= cfg_.stable_ms) failures_ = 0;
+        int64_t delay = backoff_delay(++failures_, cfg_.backoff_min_ms, cfg_.backoff_max_ms);
+        restart_at_ = now + delay;
+        sys_.print(fmt::format("keel: restarting keeld in {} ms", delay));
     })
 }
 

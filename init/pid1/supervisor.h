@@ -66,7 +66,7 @@ class Supervisor {
     int starts_ = 0;
     bool ready_ = false;
     int64_t keeld_started_at_ = 0;
-    int64_t backoff_ms_ = 0;
+    int failures_ = 0; // keeld restarts in a row, for the backoff
     int64_t restart_at_ = -1; // pending keeld restart
     int64_t ready_report_at_ = -1; // "not ready after N s", once per keeld start
     int64_t deadline_ = -1;   // shutdown phase deadline

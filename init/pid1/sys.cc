@@ -10,6 +10,7 @@
 
 #include <cstdio>
 
+#include "common/clock.h"
 #include "common/fd.h"
 #include "common/strings.h"
 
@@ -60,11 +61,7 @@ pid_t RealSys::reap(int* status) noexcept {
 
 int RealSys::kill(pid_t pid, int sig) noexcept { return ::kill(pid, sig) < 0 ? errno : 0; }
 
-int64_t RealSys::now_ms() noexcept {
-    timespec ts{};
-    ::clock_gettime(CLOCK_MONOTONIC, &ts);
-    return int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
-}
+int64_t RealSys::now_ms() noexcept { return keel::now_ms(); }
 
 bool RealSys::write_file(const std::string& path, const std::string& data) noexcept {
     try {

@@ -1,6 +1,7 @@
 // Capabilities with libcap. The child applies the five sets exactly as specified.
 #pragma once
 
+#include <string>
 #include <vector>
 
 #include "runtime/spec.h"
@@ -13,6 +14,9 @@ int last_cap() noexcept;
 // Docker's default set: CHOWN, DAC_OVERRIDE, FSETID, FOWNER, MKNOD, NET_RAW, SETGID, SETUID,
 // SETFCAP, SETPCAP, NET_BIND_SERVICE, SYS_CHROOT, KILL, AUDIT_WRITE.
 std::vector<int> docker_default();
+// The same set by name ("CAP_CHOWN", ...), in that order: what `keel run` grants a workload
+// and what `keel audit` counts as beyond the default.
+const std::vector<std::string>& docker_default_names();
 
 // Child side, in two steps around setuid: drop_bounding() before changing ids (it needs
 // CAP_SETPCAP), apply() after. Both return 0 or an errno value and do not allocate.

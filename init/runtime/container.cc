@@ -34,6 +34,7 @@
 
 #include <fmt/format.h>
 
+#include "common/signals.h"
 #include "common/strings.h"
 #include "runtime/capabilities.h"
 #include "runtime/cgroup.h"
@@ -49,8 +50,7 @@ namespace keel::runtime {
 
 std::string ExitStatus::describe() const {
     if (signal) {
-        const char* name = sigabbrev_np(signal);
-        return fmt::format("killed by SIG{}{}", name ? name : std::to_string(signal),
+        return fmt::format("killed by SIG{}{}", signal_name(signal),
                            core ? " (core dumped)" : "");
     }
     return fmt::format("exited with {}", code);

@@ -21,6 +21,8 @@
 #include <yaml-cpp/yaml.h>
 
 #include "common/fd.h"
+#include "common/signals.h"
+#include "common/sizes.h"
 #include "common/strings.h"
 #include "runtime/oci.h"
 #include "runtime/seccomp.h"
@@ -73,33 +75,17 @@ const std::vector<std::string> kKeys = {
     "user_namespace", "delegate_cgroup"};
 
 int64_t parse_size(const Reader& r, const YAML::Node& n, const std::string& key) {
-    std::string s = r.str(n, key);
-    uint64_t v = 0;
-    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-    if (end == s.data()) r.fail(n, key, "expected a size like 64M");
-    std::string unit = s.substr(static_cast<size_t>(end - s.data()));
-    int shift = 0;
-    if (unit == "k" || unit == "K") shift = 10;
-    else if (unit == "m" || unit == "M") shift = 20;
-    else if (unit == "g" || unit == "G") shift = 30;
-    else if (!unit.empty() && unit != "b" && unit != "B") r.fail(n, key, "unknown size unit '" + unit + "' (use K, M or G)");
-    // The digits alone may not fit (stoll threw out of the parser), nor the value once scaled.
-    if (ec == std::errc::result_out_of_range || v > (uint64_t(INT64_MAX) >> shift)) r.fail(n, key, "'" + s + "' is too large");
-    return int64_t(v << shift);
+    auto v = keel::parse_size(r.str(n, key));
+    if (!v) r.fail(n, key, v.error().message);
+    return *v;
 }
 
 int parse_signal(const Reader& r, const YAML::Node& n, const std::string& key) {
-    std::string s = r.str(n, key);
-    if (!s.empty() && std::all_of(s.begin(), s.end(), ::isdigit)) {
-        int sig = 0;
-        auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), sig);
-        if (ec == std::errc() && end == s.data() + s.size() && sig >= 1 && sig < NSIG) return sig;
-        r.fail(n, key, "signal " + s + " is not between 1 and " + std::to_string(NSIG - 1));
-    }
-    if (starts_with(s, "SIG")) s = s.substr(3);
-    for (int sig = 1; sig < NSIG; ++sig)
-        if (const char* a = sigabbrev_np(sig); a && s == a) return sig;
-    r.fail(n, key, "unknown signal '" + r.str(n, key) + "'");
+    std::string text = r.str(n, key);
+    if (int sig = keel::signal_number(text); sig > 0) return sig;
+    if (!text.empty() && text.find_first_not_of("0123456789") == std::string::npos)
+        r.fail(n, key, "signal " + text + " is not between 1 and " + std::to_string(NSIG - 1));
+    r.fail(n, key, "unknown signal '" + text + "'");
 }
 
 ServiceSpec parse(const YAML::Node& root, const Reader& r, const std::string& name) {

@@ -10,6 +10,7 @@
 
 #include "audit/audit.h"
 #include "config/kernel_cmdline.h"
+#include "runtime/capabilities.h"
 
 using namespace keel::audit;
 
@@ -81,7 +82,7 @@ ContainerFacts default_workload() {
     c.workload = true;
     c.running = true;
     c.file = "keel run";
-    c.capabilities = kDefaultCapabilities;
+    c.capabilities = keel::runtime::caps::docker_default_names();
     c.own_user_namespace = true;
     c.shared_namespaces = {"net"};
     c.read_only_root = false;

@@ -1,11 +1,10 @@
-// Pure logic shared by every component: errors, strings, atomic writes, CLI options, the OCI
+// Pure logic shared by every component: errors, strings, atomic writes, the OCI
 // state store.
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
 
-#include "cli/args.h"
 #include "common/error.h"
 #include "common/fd.h"
 #include "common/quota.h"
@@ -54,29 +53,6 @@ TEST_CASE("atomic writes replace the whole file and leave no temporary behind") 
     ::unlink(path.c_str());
     CHECK(::rmdir(dir.c_str()) == 0);
     CHECK_FALSE(write_file_atomic(dir + "/missing/x", "y"));
-}
-
-TEST_CASE("CLI options: long, short, inline values, single-dash long form") {
-    std::vector<cli::Option> opts = {{"bundle", 'b', true}, {"detach", 'd', false}, {"pid-file", 0, true}};
-    auto a = cli::Args::parse({"-b", "/bundle", "--pid-file=/p", "-d", "c1"}, opts);
-    REQUIRE(a.ok());
-    CHECK(a->value("bundle") == "/bundle");
-    CHECK(a->value("pid-file") == "/p");
-    CHECK(a->flag("detach"));
-    CHECK(a->positional() == std::vector<std::string>{"c1"});
-    auto runc_style = cli::Args::parse({"-bundle", "/b", "c2"}, opts);
-    REQUIRE(runc_style.ok());
-    CHECK(runc_style->value("bundle") == "/b");
-
-    auto bad = cli::Args::parse({"--bundel", "/b"}, opts);
-    REQUIRE_FALSE(bad.ok());
-    CHECK(bad.error().str() == "unknown option --bundel (did you mean --bundle?)");
-    auto missing = cli::Args::parse({"--bundle"}, opts);
-    REQUIRE_FALSE(missing.ok());
-    CHECK(missing.error().str() == "option --bundle needs a value");
-    auto after = cli::Args::parse({"--", "-d"}, opts);
-    REQUIRE(after.ok());
-    CHECK(after->positional() == std::vector<std::string>{"-d"});
 }
 
 TEST_CASE("container ids are safe path components") {
