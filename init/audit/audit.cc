@@ -222,7 +222,7 @@ std::vector<Check> host_checks(const HostFacts& f) {
             if (it != s.end() && lower(it->second) == value) b.add(id, Level::pass, title);
             else
                 b.add(id, Level::warn, title, it == s.end() ? "not set (OpenSSH's default applies)" : "is " + it->second,
-                      "the sshd service's sshd_config (services/images/sshd/) must say so");
+                      "the sshd service's sshd_config (services/sshd/files/) must say so");
         }
     }
 

@@ -574,7 +574,7 @@ Status Daemon::change_overlay(const std::string& key, const YAML::Node& value) {
 }
 
 // The service's environment with ${config.key} references replaced by the configured values
-// (lists joined with spaces): services/network.yml takes its address from the configuration.
+// (lists joined with spaces): services/network/service.yml takes its address from the configuration.
 Result<std::vector<std::string>> Daemon::environment(const service::ServiceSpec& spec) const {
     std::vector<std::string> out;
     for (std::string e : spec.environment) {

@@ -1,4 +1,4 @@
-// A system service definition (services/NAME.yml): what keeld runs in one least-privilege
+// A system service definition (services/NAME/service.yml, installed as /etc/keel/services/NAME.yml): what keeld runs in one least-privilege
 // container. Nothing is granted unless the file asks for it: no capabilities, no host
 // namespaces, a read-only root, the default seccomp profile, no_new_privs.
 #pragma once
