@@ -2,10 +2,12 @@
 
 #include <fcntl.h>
 #include <linux/mount.h>
+#include <linux/magic.h>
 #include <linux/openat2.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -137,6 +139,29 @@ static bool source_is_dir(const Mount& m, int source_fd) {
     return ::stat(m.source.c_str(), &st) < 0 || S_ISDIR(st.st_mode);
 }
 
+// Where a mount may not land. Inside a procfs: an image's `/data -> proc/self/fd` after the
+// proc mount would put a volume over what the rest of the chain trusts as /proc/self/fd (its
+// read-only, masking and console binds all name descriptors there), and a writable /proc/sys
+// follows (CVE-2025-52881's pattern; runc's checkProcMount). And the proc mount itself goes
+// on the image's own /proc directory, never through a link: the chain finds /proc by name.
+static Status check_destination(int root_fd, const Mount& m, int target_fd) {
+    struct statfs fs{};
+    if (::fstatfs(target_fd, &fs) < 0) return sys_error("statfs mount destination " + m.destination);
+    if (fs.f_type == PROC_SUPER_MAGIC)
+        return sys_error("mount on " + m.destination + ": resolves into /proc (a link in the image?); refused", EPERM);
+    if (!m.bind() && m.type == "proc") {
+        open_how how{};
+        how.flags = O_PATH | O_CLOEXEC;
+        how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+        Fd direct(static_cast<int>(::syscall(SYS_openat2, root_fd, "proc", &how, sizeof how)));
+        struct stat a{}, b{};
+        if (!direct || ::fstat(direct.get(), &a) < 0 || ::fstat(target_fd, &b) < 0 || a.st_dev != b.st_dev ||
+            a.st_ino != b.st_ino || !S_ISDIR(a.st_mode))
+            return sys_error("mount proc on /proc: the image's /proc is not a plain directory", EPERM);
+    }
+    return {};
+}
+
 static Status mount_one(int root_fd, const Mount& m, bool in_user_ns) {
     // Masked and read-only paths cover /proc only (oci.cc refuses the config already).
     if (!m.bind() && m.type == "proc" && m.destination != "/proc")
@@ -149,6 +174,7 @@ static Status mount_one(int root_fd, const Mount& m, bool in_user_ns) {
     }
     auto target = open_in_root(root_fd, m.destination, true, !source_is_dir(m, source.get()));
     if (!target) return target.error();
+    KEEL_TRY(check_destination(root_fd, m, target->get()));
     std::string where = fd_path(target->get());
     std::string what = fmt::format("mount {} on {}", m.bind() ? m.source : m.type, m.destination);
 

@@ -476,6 +476,48 @@ class OciCliTest(keeltest.ContainerTestCase):
         bundle.save()
         self.bad_bundle_cases(bundle, f"mounts[{index}].destination", "/proc")
 
+    def test_mount_steered_into_proc_by_an_image_link(self):
+        # The image's /data -> proc/self/fd, and a volume mounted on /data after the proc
+        # mount: it would land on /proc/1/fd, and every later /proc/self/fd/N the chain names
+        # (read-only /proc/sys, the masks) would resolve into that volume. A volume holding
+        # links to an empty directory then leaves /proc/sys writable and nothing masked (the
+        # host's printk_ratelimit written from the container; restored below).
+        bundle = self.bundle("/bin/sh", "-c", "v=$(cat /proc/sys/kernel/printk_ratelimit) && "
+                             "echo $v > /proc/sys/kernel/printk_ratelimit && echo WROTE; "
+                             "head -c 40 /proc/timer_list; echo; echo done")
+        # The links are read after pivot_root: /h is the container's own empty directory.
+        os.makedirs(os.path.join(bundle.rootfs, "h"))
+        vol = os.path.join(self.tmp, "vol")
+        os.makedirs(vol)
+        for n in range(1024):
+            os.symlink("/h", os.path.join(vol, str(n)))
+        os.symlink("proc/self/fd", os.path.join(bundle.rootfs, "data"))
+        bundle.config["mounts"].append({"destination": "/data", "type": "bind", "source": vol,
+                                        "options": ["rbind", "rw"]})
+        bundle.save()
+        with open("/proc/sys/kernel/printk_ratelimit") as f:
+            before = f.read()
+        try:
+            r = self.run_container(bundle)
+        finally:
+            with open("/proc/sys/kernel/printk_ratelimit", "w") as f:
+                f.write(before)
+        self.assertNotIn("WROTE", r.stdout, r)
+        self.assertNotIn("Timer List", r.stdout, r)
+        if not keeltest.testing_runc():
+            self.assertRuntimeError(r, "/data", "/proc")
+
+    def test_image_proc_as_a_link_is_refused(self):
+        if keeltest.testing_runc():
+            self.skipTest("runc follows the image's /proc link (and mounts proc where it leads)")
+        bundle = self.bundle("/bin/probe", "pid")
+        procdir = os.path.join(bundle.rootfs, "proc")
+        os.rmdir(procdir)
+        os.makedirs(os.path.join(bundle.rootfs, "elsewhere"))
+        os.symlink("elsewhere", procdir)
+        bundle.save()
+        self.bad_bundle_cases(bundle, "/proc")
+
 
 if __name__ == "__main__":
     import unittest
