@@ -55,9 +55,14 @@ bool LogBuffer::append(const char* data, size_t n, int64_t now_ms) noexcept {
         }
         partial_.append(data, keep);
         // A line ends at \n; a \r before it (sshd, programs that think they own a terminal) is
-        // not part of it.
-        for (size_t nl; (nl = partial_.find('\n')) != std::string::npos; partial_.erase(0, nl + 1))
-            add_line(partial_.substr(0, nl > 0 && partial_[nl - 1] == '\r' ? nl - 1 : nl));
+        // not part of it. One pass and one erase: erasing each line from the front made a read
+        // of short lines quadratic (a 64 KiB read of "\n" cost ~30 ms of keeld's CPU).
+        size_t start = 0;
+        for (size_t nl; (nl = partial_.find('\n', start)) != std::string::npos; start = nl + 1) {
+            size_t end = nl > start && partial_[nl - 1] == '\r' ? nl - 1 : nl;
+            add_line(partial_.substr(start, end - start));
+        }
+        partial_.erase(0, start);
         if (partial_.size() > 4096) {
             add_line(partial_);
             partial_.clear();

@@ -196,6 +196,8 @@ Result<std::string> Daemon::create_workload(const json& req) {
     if (req.contains("memory")) sp.resources.memory_max = req["memory"].get<int64_t>();
     if (req.contains("pids")) sp.resources.pids_max = req["pids"].get<int64_t>();
     if (req.contains("cpus")) {
+        // Bounded as a service file's cpu is: the product below must fit.
+        if (!(req["cpus"].get<double>() <= 1e6)) return plain_error("cpus: at most 1000000");
         sp.resources.cpu_period = 100000;
         sp.resources.cpu_quota = int64_t(req["cpus"].get<double>() * 100000);
     }

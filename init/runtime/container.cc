@@ -43,6 +43,7 @@
 #include "runtime/process.h"
 #include "runtime/rootfs.h"
 #include "runtime/seccomp.h"
+#include "runtime/sysctl.h"
 
 extern char** environ;
 
@@ -402,6 +403,10 @@ Result<PendingStart> Container::spawn(const ContainerSpec& spec, const StartOpti
         return wrap(err.stage, std::move(e));
     };
     if (spec.args.empty()) return fail("spec", plain_error("process.args is empty"));
+    // Here, not in the child: a namespace joined by path is compared with the runtime's own
+    // while both are still named in the host's /proc.
+    for (const auto& [key, value] : spec.sysctl)
+        if (auto no = sysctl::refusal(key, spec)) return fail("sysctl", plain_error("sysctl " + key + ": " + *no));
     const Namespace* mntns = spec.find_namespace(NsType::mount);
     if (mntns && mntns->path.empty() && spec.rootfs.empty()) return fail("spec", plain_error("no rootfs"));
 

@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <optional>
 #include <cstdint>
 #include <functional>
 #include <set>
@@ -381,15 +382,28 @@ std::vector<std::string> start_order(const Catalog& c) {
 namespace {
 
 // Looks a user or group up in the image's own /etc/passwd or /etc/group.
+// A uid or gid as written; 2^32-1 is "no id" to the kernel, and larger ones would wrap (to 0).
+std::optional<uint32_t> numeric_id(const std::string& text) {
+    uint32_t v = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+    if (text.empty() || ec != std::errc() || end != text.data() + text.size() || v == UINT32_MAX) return std::nullopt;
+    return v;
+}
+
 Result<uint32_t> lookup_id(const std::string& rootfs, const char* file, const std::string& name) {
-    if (!name.empty() && std::all_of(name.begin(), name.end(), ::isdigit)) return static_cast<uint32_t>(std::stoul(name));
+    if (!name.empty() && std::all_of(name.begin(), name.end(), ::isdigit)) {
+        if (auto v = numeric_id(name)) return *v;
+        return plain_error(fmt::format("id {} is out of range", name));
+    }
     // The image's file is untrusted data, read inside its root with a bound (it is read in
     // keeld's event loop).
     std::string text;
     if (auto r = read_file_in_root(rootfs, file, text); !r) return r.error();
     for (const auto& line : split(text, '\n')) {
         auto f = split(line, ':');
-        if (f.size() >= 3 && f[0] == name) return static_cast<uint32_t>(std::stoul(f[2]));
+        if (f.size() < 3 || f[0] != name) continue;
+        if (auto v = numeric_id(f[2])) return *v;
+        return plain_error(fmt::format("'{}' in the image's {} has no valid id ('{}')", name, file, f[2]));
     }
     return plain_error(fmt::format("'{}' not found in the image's {}", name, file));
 }
@@ -419,6 +433,7 @@ std::string mount_source_root(const ServiceSpec& s, const std::string& source, c
 }
 
 Result<Fd> open_mount_source(const ServiceSpec& s, const std::string& source, const ContainerContext& ctx) {
+    if (!source.starts_with("/")) return plain_error("mount source " + source + ": not an absolute path");
     std::string root = "/";
     for (const auto& owned : {ctx.run_dir, ctx.state_dir})
         if (source.starts_with(owned + "/")) root = owned;

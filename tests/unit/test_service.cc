@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <string>
 
 #include <catch2/catch.hpp>
@@ -367,4 +368,31 @@ TEST_CASE("service: memory_high is a size at or below memory", "[service]") {
     REQUIRE(only_high);
     CHECK(*only_high->resources.memory_high == int64_t{1} << 30);
     CHECK_FALSE(only_high->resources.memory_max);
+}
+
+TEST_CASE("service: a user id from the image or the command line never wraps", "[service]") {
+    TempDir image;
+    std::filesystem::create_directories(image.path + "/etc");
+    {
+        std::ofstream p(image.path + "/etc/passwd");
+        p << "root:x:0:0::/root:/bin/sh\nbad:x:zz:0::/:/bin/sh\nhuge:x:4294967296:0::/:/bin/sh\napp:x:1000:1000::/:/bin/sh\n";
+        std::ofstream g(image.path + "/etc/group");
+        g << "root:x:0:\napp:x:1000:\n";
+    }
+    ContainerContext ctx;
+    ctx.seccomp_profile = std::string(KEEL_SOURCE_DIR) + "/config/seccomp/default.yml";
+    auto with_user = [&](const std::string& user) {
+        auto s = parse_service("image: " + image.path + "\ncommand: [/bin/true]\nuser: \"" + user + "\"\n", "/etc/keel/services/u.yml");
+        REQUIRE(s);
+        return to_container(*s, ctx);
+    };
+    auto app = with_user("app");
+    REQUIRE(app);
+    CHECK(app->uid == 1000);
+    for (const char* bad : {"bad", "huge", "4294967296", "4294967295", "99999999999999999999"}) {
+        INFO(bad);
+        auto c = with_user(bad); // an error, neither an exception nor uid 0
+        REQUIRE_FALSE(c);
+        CHECK(c.error().str().find(bad) != std::string::npos);
+    }
 }
