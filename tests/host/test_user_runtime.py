@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -44,12 +45,12 @@ class UserRuntimeTest(unittest.TestCase):
         self.daemon = subprocess.Popen([keeld, "--instance=user", "--state", self.state, "--socket", self.sock,
                                         "--seccomp", os.path.join(SRC, "config/seccomp/default.yml")],
                                        stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=bound)
-        for _ in range(200):
-            if os.path.exists(self.sock):
-                break
-            subprocess.run(["sleep", "0.02"])
+        # Up to 30 s (a loaded CI machine), and a keeld that exits says why.
+        deadline = time.monotonic() + 30
+        while not os.path.exists(self.sock) and self.daemon.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
         r = self.keel("image", "import", self.busybox)
-        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.returncode, 0, r.stderr + self.keeld_log())
         self.assertRegex(r.stdout, r"^imported busybox:latest \(sha256:[0-9a-f]{12}, 1 layer\)\n$")
 
     def tearDown(self):
@@ -63,6 +64,11 @@ class UserRuntimeTest(unittest.TestCase):
         subprocess.run(["sh", "-c", "for d in /sys/fs/cgroup/unified/workloads/*; do rmdir $d 2>/dev/null; done"])
         subprocess.run(["sh", "-c", f"grep -o ' {self.tmp}[^ ]*' /proc/mounts | xargs -r -n1 umount -l"])
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def keeld_log(self):
+        self.log.flush()
+        with open(os.path.join(self.tmp, "keeld.log"), errors="replace") as f:
+            return f"\nkeeld (exit {self.daemon.poll()}):\n{f.read()[-3000:]}"
 
     def keel(self, *args, timeout=30):
         env = dict(os.environ, KEEL_USER_SOCKET=self.sock)
