@@ -34,21 +34,25 @@ bool read_file(const char* path, std::string& out) {
     }
 }
 
+Fd open_at2(int dirfd, const char* path, int flags, uint64_t resolve) {
+    open_how how{};
+    how.flags = static_cast<uint64_t>(flags | O_CLOEXEC);
+    how.resolve = resolve;
+    long r;
+    // EAGAIN: a rename or mount raced a '..' in the walk (RESOLVE_BENEATH/IN_ROOT); try again.
+    do r = ::syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+    while (r < 0 && (errno == EINTR || errno == EAGAIN));
+    return Fd(r < 0 ? -1 : static_cast<int>(r));
+}
+
 Status read_file_in_root(const std::string& root, const std::string& path, std::string& out, size_t max) {
     out.clear();
     std::string what = "read " + root + path;
     Fd dir(::open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
     if (!dir) return sys_error("open " + root);
-    open_how how{};
     // O_NONBLOCK: opening a FIFO does not wait for a writer; fstat then refuses it.
-    how.flags = O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC;
-    how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
-    Fd fd;
-    long r;
-    do r = ::syscall(SYS_openat2, dir.get(), path.c_str(), &how, sizeof how);
-    while (r < 0 && errno == EINTR);
-    if (r < 0) return sys_error(what);
-    fd.reset(static_cast<int>(r));
+    Fd fd = open_at2(dir.get(), path.c_str(), O_RDONLY | O_NONBLOCK | O_NOCTTY, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS);
+    if (!fd) return sys_error(what);
     struct stat st{};
     if (::fstat(fd.get(), &st) < 0) return sys_error(what);
     if (!S_ISREG(st.st_mode)) return plain_error(what + ": not a regular file");

@@ -1,6 +1,8 @@
 // Owned file descriptor. Every fd the runtime opens is O_CLOEXEC and owned by one of these.
 #pragma once
 
+#include <cstdint>
+
 #include <string>
 #include <vector>
 #include <utility>
@@ -31,6 +33,11 @@ class Fd {
   private:
     int fd_ = -1;
 };
+
+// openat2(2): `path` opened relative to `dirfd` under the RESOLVE_* rules in `resolve`
+// (O_CLOEXEC is always added; EINTR and EAGAIN are retried). Invalid, with errno set, on failure. The one
+// place the raw syscall is made: every path a container can influence is opened through it.
+Fd open_at2(int dirfd, const char* path, int flags, uint64_t resolve);
 
 // Reads a whole small file; empty on error with errno set.
 bool read_file(const char* path, std::string& out);

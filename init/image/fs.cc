@@ -100,13 +100,8 @@ Result<std::vector<std::string>> list_dir(const std::string& path) {
 }
 
 static int openat2_strict(int dirfd, const char* rel, int flags) {
-    open_how how{};
-    how.flags = static_cast<uint64_t>(flags) | O_CLOEXEC | O_NOFOLLOW;
-    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
-    int fd;
-    do fd = static_cast<int>(::syscall(SYS_openat2, dirfd, rel, &how, sizeof how));
-    while (fd < 0 && errno == EAGAIN);
-    return fd;
+    return open_at2(dirfd, rel, flags | O_NOFOLLOW, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)
+        .release();
 }
 
 Result<Fd> open_dir_beneath(int root_fd, const std::string& rel, bool create) {

@@ -161,16 +161,12 @@ int setup_terminal(const ContainerSpec& spec) noexcept {
 // control (an exec): /dev/pts is reached without following a symlink or a magic link and
 // must be a devpts, and its ptmx must be the ptmx device (5:2).
 int open_console(const ChildArgs& a, int* slave) noexcept {
-    open_how how{};
-    how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
-    how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
-    Fd pts(static_cast<int>(::syscall(SYS_openat2, AT_FDCWD, "/dev/pts", &how, sizeof how)));
+    Fd pts = open_at2(AT_FDCWD, "/dev/pts", O_PATH | O_DIRECTORY, RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
     if (!pts) return errno;
     struct statfs sf{};
     if (::fstatfs(pts.get(), &sf) < 0 || sf.f_type != DEVPTS_SUPER_MAGIC) return ENOTTY;
-    how.flags = O_RDWR | O_NOCTTY | O_CLOEXEC;
-    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
-    Fd master(static_cast<int>(::syscall(SYS_openat2, pts.get(), "ptmx", &how, sizeof how)));
+    Fd master = open_at2(pts.get(), "ptmx", O_RDWR | O_NOCTTY,
+                         RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV);
     if (!master) return errno;
     struct stat st{};
     unsigned number = 0;
@@ -199,10 +195,7 @@ int open_console(const ChildArgs& a, int* slave) noexcept {
 int bind_console(int slave) noexcept {
     Fd made(::open("/dev/console", O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
     if (!made && errno != EEXIST) return errno;
-    open_how how{};
-    how.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC;
-    how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
-    Fd target(static_cast<int>(::syscall(SYS_openat2, AT_FDCWD, "/dev/console", &how, sizeof how)));
+    Fd target = open_at2(AT_FDCWD, "/dev/console", O_PATH | O_NOFOLLOW, RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
     if (!target) return errno;
     struct stat st{};
     if (::fstat(target.get(), &st) < 0) return errno;

@@ -23,12 +23,9 @@ namespace keel::runtime::rootfs {
 std::string fd_path(int fd) { return fmt::format("/proc/self/fd/{}", fd); }
 
 static int openat2_beneath(int dirfd, const char* rel, int flags) {
-    open_how how{};
-    how.flags = static_cast<uint64_t>(flags | O_CLOEXEC);
     // BENEATH, not IN_ROOT: a destination that escapes the root is refused (EXDEV), never
     // silently re-rooted, so a hostile image cannot redirect a mount.
-    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
-    return static_cast<int>(::syscall(SYS_openat2, dirfd, rel, &how, sizeof how));
+    return open_at2(dirfd, rel, flags, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS).release();
 }
 
 static Error resolve_error(const std::string& path, int err) {
@@ -123,10 +120,7 @@ static Result<Fd> open_bind_source(const Mount& m) {
     std::string rel = m.source.substr(top.size());
     while (!rel.empty() && rel.front() == '/') rel.erase(0, 1);
     if (rel.empty()) rel = ".";
-    open_how how{};
-    how.flags = O_PATH | O_CLOEXEC;
-    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
-    Fd fd(static_cast<int>(::syscall(SYS_openat2, dir.get(), rel.c_str(), &how, sizeof how)));
+    Fd fd = open_at2(dir.get(), rel.c_str(), O_PATH, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
     if (!fd && errno == ELOOP) return sys_error("mount source " + m.source + ": goes through a symbolic link", ELOOP);
     if (!fd) return sys_error("mount source " + m.source);
     return fd;
@@ -150,10 +144,7 @@ static Status check_destination(int root_fd, const Mount& m, int target_fd) {
     if (fs.f_type == PROC_SUPER_MAGIC)
         return sys_error("mount on " + m.destination + ": resolves into /proc (a link in the image?); refused", EPERM);
     if (!m.bind() && m.type == "proc") {
-        open_how how{};
-        how.flags = O_PATH | O_CLOEXEC;
-        how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
-        Fd direct(static_cast<int>(::syscall(SYS_openat2, root_fd, "proc", &how, sizeof how)));
+        Fd direct = open_at2(root_fd, "proc", O_PATH, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
         struct stat a{}, b{};
         if (!direct || ::fstat(direct.get(), &a) < 0 || ::fstat(target_fd, &b) < 0 || a.st_dev != b.st_dev ||
             a.st_ino != b.st_ino || !S_ISDIR(a.st_mode))
@@ -278,10 +269,7 @@ static Status make_readonly(const std::string& p) {
 // is mounted on /dev, and a symlink there would make the masked files binds of whatever it
 // names, writable (CVE-2025-31133).
 static Result<Fd> open_dev_null() {
-    open_how how{};
-    how.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC;
-    how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
-    Fd fd(static_cast<int>(::syscall(SYS_openat2, AT_FDCWD, "/dev/null", &how, sizeof how)));
+    Fd fd = open_at2(AT_FDCWD, "/dev/null", O_PATH | O_NOFOLLOW, RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
     if (!fd) return sys_error("open /dev/null (without following symlinks) to mask paths");
     struct stat st{};
     if (::fstat(fd.get(), &st) < 0) return sys_error("stat /dev/null");

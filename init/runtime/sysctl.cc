@@ -112,10 +112,7 @@ std::optional<std::string> refusal(const std::string& key, const ContainerSpec& 
 
 Status apply(const ContainerSpec& spec) {
     if (spec.sysctl.empty()) return {};
-    open_how how{};
-    how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
-    how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
-    Fd proc(static_cast<int>(::syscall(SYS_openat2, AT_FDCWD, "/proc", &how, sizeof how)));
+    Fd proc = open_at2(AT_FDCWD, "/proc", O_PATH | O_DIRECTORY, RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
     if (!proc) return sys_error("sysctl: open the container's /proc (without following symlinks)");
     struct statfs sf {};
     if (::fstatfs(proc.get(), &sf) < 0) return sys_error("sysctl: statfs /proc");
@@ -125,11 +122,9 @@ Status apply(const ContainerSpec& spec) {
     for (const auto& [key, value] : spec.sysctl) {
         std::string rel = "sys/" + key;
         std::replace(rel.begin() + 4, rel.end(), '.', '/');
-        how.flags = O_WRONLY | O_CLOEXEC;
         // On the proc mount itself: nothing mounted over /proc/sys may take the write.
-        how.resolve =
-            RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
-        Fd f(static_cast<int>(::syscall(SYS_openat2, proc.get(), rel.c_str(), &how, sizeof how)));
+        Fd f = open_at2(proc.get(), rel.c_str(), O_WRONLY,
+                        RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV);
         if (!f) return sys_error("sysctl " + key + ": open /proc/" + rel);
         if (::write(f.get(), value.data(), value.size()) != static_cast<ssize_t>(value.size()))
             return sys_error("sysctl " + key + "=" + value);
