@@ -21,9 +21,9 @@
 #include "common/log.h"
 #include "common/signals.h"
 #include "config/config.h"
+#include "config/kernel_args.h"
 #include "keeld/protocol.h"
 #include "keeld/restart.h"
-#include "pid1/cmdline.h"
 
 namespace keel::keeld {
 
@@ -84,7 +84,7 @@ std::string Daemon_last_good(const DaemonConfig& c) { return c.state_dir + "/con
 // The effective configuration, as PID 1 computed it at boot (the same library, the same
 // fallback to the last good overlay); again after every `keel config set`.
 void Daemon::reload_config() {
-    auto overrides = pid1::parse_cmdline(cfg_.cmdline).config;
+    auto overrides = config::parse_kernel_args(cfg_.cmdline).config;
     auto loaded = config::load(Daemon_overlay(cfg_), Daemon_last_good(cfg_), overrides);
     config_ = loaded.effective;
     config_error_ = loaded.error;

@@ -9,8 +9,8 @@
 
 #include "common/fd.h"
 #include "common/log.h"
+#include "config/kernel_args.h"
 #include "keeld/daemon.h"
-#include "pid1/cmdline.h"
 #include "runtime/container.h"
 
 namespace keel::keeld {
@@ -68,7 +68,7 @@ int keeld_main(int argc, char** argv) noexcept {
             ::fcntl(3, F_SETFD, FD_CLOEXEC);
         }
         if (cfg.instance == "system") read_file("/proc/cmdline", cfg.cmdline);
-        if (pid1::parse_cmdline(cfg.cmdline).debug) log::set_debug(true);
+        if (config::parse_kernel_args(cfg.cmdline).debug) log::set_debug(true);
         Daemon d(cfg);
         return d.run();
     } catch (const std::exception& e) {

@@ -20,8 +20,8 @@
 
 #include "common/fd.h"
 #include "config/config.h"
+#include "config/kernel_args.h"
 #include "pid1/boot.h"
-#include "pid1/cmdline.h"
 #include "pid1/supervisor.h"
 #include "pid1/sysctl.h"
 
@@ -116,7 +116,7 @@ int init_main(int argc, char** argv) noexcept {
 
     Console con(sys);
     std::string fatal;
-    KernelCmdline cmd;
+    config::KernelArgs cmd;
     SupervisorConfig cfg;
     try {
         Status m = boot::mount_early();
@@ -130,7 +130,7 @@ int init_main(int argc, char** argv) noexcept {
         if (!m) fatal = "mounting the pseudo-filesystems failed: " + m.error().str();
 
         const char* env_cmdline = test ? std::getenv("KEEL_CMDLINE") : nullptr;
-        cmd = parse_cmdline(env_cmdline ? env_cmdline : read_text("/proc/cmdline"));
+        cmd = config::parse_kernel_args(env_cmdline ? env_cmdline : read_text("/proc/cmdline"));
         con.stage("cmdline", fmt::format("state={} debug={} recovery={}{}", cmd.state_label.value_or("KEEL_STATE"),
                                          cmd.debug, cmd.recovery,
                                          cmd.unknown_keel.empty() ? "" : " (ignored: " + fmt::format("{}", fmt::join(cmd.unknown_keel, " ")) + ")"));
@@ -140,10 +140,10 @@ int init_main(int argc, char** argv) noexcept {
             con.stage("sysctl", "skipped (test mode)");
         } else {
             std::string origin = std::string(kConfigDir) + "/modules.yml";
-            auto list = modules::parse_allow_list(read_text(origin), origin);
+            auto list = config::modules::parse_allow_list(read_text(origin), origin);
             if (!list) {
                 con.stage("modules", "ERROR " + list.error().str() + "; no modules loaded");
-                list = modules::AllowList{};
+                list = config::modules::AllowList{};
             }
             auto rep = boot::load_modules(*list);
             con.stage("modules", fmt::format("loaded {}: {}", rep.loaded.size(), fmt::join(rep.loaded, " ")));
@@ -159,7 +159,7 @@ int init_main(int argc, char** argv) noexcept {
             }
 
             std::string sorigin = std::string(kConfigDir) + "/sysctl.yml";
-            auto prof = sysctl::parse_profile(read_text(sorigin), sorigin);
+            auto prof = config::sysctl::parse_profile(read_text(sorigin), sorigin);
             if (!prof) {
                 con.stage("sysctl", "ERROR " + prof.error().str());
             } else {
