@@ -7,6 +7,7 @@
 #include <cstring>
 #include <string>
 
+#include "common/contract.h"
 #include "common/fd.h"
 #include "common/log.h"
 #include "config/kernel_args.h"
@@ -63,9 +64,9 @@ int keeld_main(int argc, char** argv) noexcept {
         // CVE-2019-5736: containers must never reach this binary for writing.
         if (auto s = runtime::reexec_from_sealed_memfd(argv); !s) log::warn("{}", s.error().str());
         // PID 1 hands us its notify pipe as fd 3.
-        if (::fcntl(3, F_GETFD) >= 0) {
-            cfg.notify_fd = 3;
-            ::fcntl(3, F_SETFD, FD_CLOEXEC);
+        if (::fcntl(contract::kNotifyFd, F_GETFD) >= 0) {
+            cfg.notify_fd = contract::kNotifyFd;
+            ::fcntl(contract::kNotifyFd, F_SETFD, FD_CLOEXEC);
         }
         if (cfg.instance == "system") read_file("/proc/cmdline", cfg.cmdline);
         if (config::parse_kernel_args(cfg.cmdline).debug) log::set_debug(true);

@@ -18,6 +18,7 @@
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
+#include "common/contract.h"
 #include "common/fd.h"
 #include "config/config.h"
 #include "config/kernel_args.h"
@@ -93,7 +94,9 @@ std::string load_config(Console& con, const std::map<std::string, std::string>& 
 
 void block_signals(sigset_t& set) {
     sigemptyset(&set);
-    for (int s : {SIGCHLD, SIGTERM, SIGINT, SIGUSR1, SIGUSR2, SIGHUP, SIGPWR, SIGQUIT}) sigaddset(&set, s);
+    for (int s : {SIGCHLD, contract::kPid1Terminate, contract::kPid1Reboot, SIGUSR1, contract::kPid1Poweroff, SIGHUP,
+                  contract::kPid1PowerFail, SIGQUIT})
+        sigaddset(&set, s);
     ::sigprocmask(SIG_BLOCK, &set, nullptr);
 }
 
@@ -110,7 +113,7 @@ int init_main(int argc, char** argv) noexcept {
     }
     sigset_t sigs;
     block_signals(sigs);
-    if (!test) ::reboot(RB_DISABLE_CAD); // Ctrl-Alt-Del becomes SIGINT: an orderly reboot
+    if (!test) ::reboot(RB_DISABLE_CAD); // Ctrl-Alt-Del becomes kPid1Reboot: an orderly reboot
     ::umask(022);
     ::setenv("PATH", "/usr/sbin:/usr/bin:/sbin:/bin", 1);
 
@@ -242,10 +245,10 @@ int init_main(int argc, char** argv) noexcept {
             while (::read(sigfd.get(), &si, sizeof si) == sizeof si) {
                 switch (si.ssi_signo) {
                 case SIGCHLD: break; // reaped below, every time round
-                case SIGTERM:
-                case SIGUSR2:
-                case SIGPWR: sup.request(Action::poweroff); break;
-                case SIGINT: sup.request(Action::reboot); break;
+                case contract::kPid1Terminate:
+                case contract::kPid1Poweroff:
+                case contract::kPid1PowerFail: sup.request(Action::poweroff); break;
+                case contract::kPid1Reboot: sup.request(Action::reboot); break;
                 default: break;
                 }
             }
@@ -253,7 +256,7 @@ int init_main(int argc, char** argv) noexcept {
             for (ssize_t n; (n = ::read(notify[0], buf, sizeof buf)) > 0;) {
                 notify_buf.append(buf, static_cast<size_t>(n));
                 for (size_t nl; (nl = notify_buf.find('\n')) != std::string::npos; notify_buf.erase(0, nl + 1))
-                    if (notify_buf.compare(0, nl, "READY") == 0) sup.on_ready();
+                    if (notify_buf.compare(0, nl, contract::kReady) == 0) sup.on_ready();
             }
             sup.reap_all();
             sup.tick();

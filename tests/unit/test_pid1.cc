@@ -802,7 +802,8 @@ TEST_CASE("pid1: sysctl: an interface default also reaches the interfaces that e
     touch(root + "/net/ipv4/conf/eth0.100/rp_filter");
     std::filesystem::create_directories(root + "/net/ipv4/conf/wlan0"); // no such knob there
 
-    keel::config::sysctl::Profile p = {{"net.ipv6.conf.default.accept_ra", "0"}, {"net.ipv4.conf.default.rp_filter", "1"}};
+    keel::config::sysctl::Profile p = {{"net.ipv6.conf.default.accept_ra", "0"},
+                                       {"net.ipv4.conf.default.rp_filter", "1"}};
     auto out = sysctl::apply(p, root);
     CHECK(out.applied == 5);
     CHECK(out.attempted == 6);
