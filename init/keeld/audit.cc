@@ -16,9 +16,9 @@
 #include "config/kernel_cmdline.h"
 #include "common/strings.h"
 #include "config/config.h"
+#include "config/modules_list.h"
+#include "config/sysctl_profile.h"
 #include "keeld/daemon.h"
-#include "pid1/modules.h"
-#include "pid1/sysctl.h"
 #include "runtime/namespaces.h"
 #include "runtime/oci.h"
 
@@ -218,14 +218,14 @@ json Daemon::handle_audit() {
 audit::HostFacts Daemon::host_facts() {
     audit::HostFacts f;
     const std::string etc = "/etc/keel";
-    if (auto p = pid1::sysctl::parse_profile(slurp(etc + "/sysctl.yml"), etc + "/sysctl.yml")) f.sysctl_profile = *p;
+    if (auto p = config::sysctl::parse_profile(slurp(etc + "/sysctl.yml"), etc + "/sysctl.yml")) f.sysctl_profile = *p;
     std::vector<std::string> keys;
     for (const auto& [k, v] : f.sysctl_profile) keys.push_back(k);
     keys.push_back("kernel.modules_disabled");
     keys.push_back("kernel.kexec_load_disabled");
     for (const auto& k : keys) {
         std::string v;
-        if (read_file(pid1::sysctl::key_path(k).c_str(), v)) f.sysctl_actual[k] = v;
+        if (read_file(config::sysctl::key_path(k).c_str(), v)) f.sysctl_actual[k] = v;
         else f.sysctl_actual[k] = std::nullopt;
     }
     f.cmdline = slurp("/proc/cmdline");
@@ -237,16 +237,16 @@ audit::HostFacts Daemon::host_facts() {
     }
     for (const auto& line : split(slurp("/proc/modules"), '\n'))
         if (!line.empty()) f.loaded_modules.push_back(line.substr(0, line.find(' ')));
-    if (auto allow = pid1::modules::parse_allow_list(slurp(etc + "/modules.yml"), etc + "/modules.yml")) {
+    if (auto allow = config::modules::parse_allow_list(slurp(etc + "/modules.yml"), etc + "/modules.yml")) {
         utsname u{};
         ::uname(&u);
         std::string dir = std::string("/lib/modules/") + u.release;
-        auto table = pid1::modules::parse_modules_dep(slurp(dir + "/modules.dep"));
+        auto table = config::modules::parse_modules_dep(slurp(dir + "/modules.dep"));
         std::vector<std::string> wanted, builtin, missing;
         for (const auto& r : allow->modules) wanted.push_back(r.name);
         for (const auto& line : split(slurp(dir + "/modules.builtin"), '\n'))
-            if (!line.empty()) builtin.push_back(pid1::modules::module_name(line));
-        for (const auto& m : pid1::modules::load_order(table, wanted, builtin, missing)) f.allowed_modules.insert(m);
+            if (!line.empty()) builtin.push_back(config::modules::module_name(line));
+        for (const auto& m : config::modules::load_order(table, wanted, builtin, missing)) f.allowed_modules.insert(m);
     }
     if (auto lock = config::get(config_, "modules.lock")) f.modules_lock_wanted = config::to_text(*lock) != "false";
     if (::access("/sys/kernel/security/lockdown", R_OK) == 0) f.lockdown = slurp("/sys/kernel/security/lockdown");

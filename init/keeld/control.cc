@@ -17,6 +17,7 @@
 #include <fmt/format.h>
 
 #include "common/clock.h"
+#include "common/contract.h"
 #include "common/log.h"
 #include "common/strings.h"
 #include "config/config.h"
@@ -307,7 +308,8 @@ json Daemon::handle(const json& req, bool& close_after) {
     if (cmd == "poweroff" || cmd == "reboot") {
         if (cfg_.instance != "system") return error("only the system instance powers off or reboots the machine");
         // PID 1 does the ordered shutdown; it asks us to stop our services first.
-        if (::kill(1, cmd == "reboot" ? SIGINT : SIGUSR2) < 0) return error(sys_error("signal PID 1").str());
+        int sig = cmd == "reboot" ? contract::kPid1Reboot : contract::kPid1Poweroff;
+        if (::kill(1, sig) < 0) return error(sys_error("signal PID 1").str());
         return {{"ok", true}};
     }
     close_after = false;

@@ -18,12 +18,13 @@
 #include <yaml-cpp/yaml.h>
 
 #include "common/clock.h"
+#include "common/contract.h"
 #include "common/log.h"
 #include "common/signals.h"
 #include "config/config.h"
+#include "config/kernel_args.h"
 #include "keeld/protocol.h"
 #include "keeld/restart.h"
-#include "pid1/cmdline.h"
 
 namespace keel::keeld {
 
@@ -84,7 +85,7 @@ std::string Daemon_last_good(const DaemonConfig& c) { return c.state_dir + "/con
 // The effective configuration, as PID 1 computed it at boot (the same library, the same
 // fallback to the last good overlay); again after every `keel config set`.
 void Daemon::reload_config() {
-    auto overrides = pid1::parse_cmdline(cfg_.cmdline).config;
+    auto overrides = config::parse_kernel_args(cfg_.cmdline).config;
     auto loaded = config::load(Daemon_overlay(cfg_), Daemon_last_good(cfg_), overrides);
     config_ = loaded.effective;
     config_error_ = loaded.error;
@@ -210,7 +211,8 @@ void Daemon::start(Service& s) noexcept {
             notify_rd.reset(n[0]);
             notify_wr.reset(n[1]);
             spec->extra_fds.push_back(notify_wr.get());
-            spec->env.push_back("KEEL_NOTIFY_FD=3");
+            // The first of the extra fds, which the runtime hands over from fd 3 = kNotifyFd.
+            spec->env.push_back(fmt::format("{}={}", contract::kNotifyFdEnv, contract::kNotifyFd));
         }
         runtime::StartOptions opts;
         opts.die_with_parent = false; // a keeld crash is survived: PID 1 cleans up by cgroup
@@ -374,7 +376,7 @@ void Daemon::check_ready(Service& s) noexcept {
         ssize_t n = ::read(s.notify_rd.get(), buf, sizeof buf);
         if (n > 0) {
             std::string got(buf, size_t(n));
-            ready = got.find("READY") != std::string::npos;
+            ready = got.find(contract::kReady) != std::string::npos;
         } else if (n == 0) {
             // Closed without a word: it cannot tell us any more; a wrong service file.
             unwatch(s.notify_rd.get());
@@ -540,7 +542,8 @@ void Daemon::maybe_ready() noexcept {
     }
     ready_sent_ = true;
     log::info("all enabled services started in {} ms", now_ms() - boot_ms_);
-    ssize_t ignored = ::write(cfg_.notify_fd, "READY\n", 6);
+    const auto& line = contract::kReadyLine;
+    ssize_t ignored = ::write(cfg_.notify_fd, line.data(), line.size());
     (void)ignored;
     // From here on the console belongs to its user: routine events go to the services' logs.
     log::set_quiet(true);
@@ -597,7 +600,8 @@ int Daemon::run() noexcept {
         epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
         sigset_t sigs;
         sigemptyset(&sigs);
-        for (int s : {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGPIPE}) sigaddset(&sigs, s);
+        for (int s : {SIGCHLD, contract::kKeeldStop, contract::kKeeldInterrupt, SIGHUP, SIGPIPE})
+            sigaddset(&sigs, s);
         ::sigprocmask(SIG_BLOCK, &sigs, nullptr);
         sigfd_.reset(::signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK));
         watch(sigfd_.get(), tag(kSignal, sigfd_.get()));
@@ -657,7 +661,8 @@ int Daemon::run() noexcept {
                 if (k == kSignal) {
                     signalfd_siginfo si{};
                     while (::read(sigfd_.get(), &si, sizeof si) == sizeof si)
-                        if ((si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) && !shutting_down_) {
+                        if ((si.ssi_signo == contract::kKeeldStop || si.ssi_signo == contract::kKeeldInterrupt) &&
+                            !shutting_down_) {
                             log::info("stopping all services");
                             shutting_down_ = true;
                             // Workloads first (they depend on nothing here), then services in

@@ -7,10 +7,11 @@
 #include <cstring>
 #include <string>
 
+#include "common/contract.h"
 #include "common/fd.h"
 #include "common/log.h"
+#include "config/kernel_args.h"
 #include "keeld/daemon.h"
-#include "pid1/cmdline.h"
 #include "runtime/container.h"
 
 namespace keel::keeld {
@@ -63,12 +64,12 @@ int keeld_main(int argc, char** argv) noexcept {
         // CVE-2019-5736: containers must never reach this binary for writing.
         if (auto s = runtime::reexec_from_sealed_memfd(argv); !s) log::warn("{}", s.error().str());
         // PID 1 hands us its notify pipe as fd 3.
-        if (::fcntl(3, F_GETFD) >= 0) {
-            cfg.notify_fd = 3;
-            ::fcntl(3, F_SETFD, FD_CLOEXEC);
+        if (::fcntl(contract::kNotifyFd, F_GETFD) >= 0) {
+            cfg.notify_fd = contract::kNotifyFd;
+            ::fcntl(contract::kNotifyFd, F_SETFD, FD_CLOEXEC);
         }
         if (cfg.instance == "system") read_file("/proc/cmdline", cfg.cmdline);
-        if (pid1::parse_cmdline(cfg.cmdline).debug) log::set_debug(true);
+        if (config::parse_kernel_args(cfg.cmdline).debug) log::set_debug(true);
         Daemon d(cfg);
         return d.run();
     } catch (const std::exception& e) {

@@ -99,19 +99,19 @@ static std::string release() {
     return u.release;
 }
 
-ModuleReport load_modules(const modules::AllowList& list) {
+ModuleReport load_modules(const config::modules::AllowList& list) {
     ModuleReport r;
     std::string dir = "/lib/modules/" + release();
     std::string dep_text, builtin_text;
     read_file((dir + "/modules.dep").c_str(), dep_text);
     read_file((dir + "/modules.builtin").c_str(), builtin_text);
-    auto table = modules::parse_modules_dep(dep_text);
+    auto table = config::modules::parse_modules_dep(dep_text);
     std::vector<std::string> builtin;
     for (const auto& line : split(builtin_text, '\n'))
-        if (!line.empty()) builtin.push_back(modules::module_name(line));
+        if (!line.empty()) builtin.push_back(config::modules::module_name(line));
     std::vector<std::string> wanted;
     for (const auto& m : list.modules) wanted.push_back(m.name);
-    auto order = modules::load_order(table, wanted, builtin, r.missing);
+    auto order = config::modules::load_order(table, wanted, builtin, r.missing);
 
     // Loaded by a few threads, each module once its dependencies are in: most of the time goes
     // to checking signatures and relocating, which the kernel does in parallel (a boot under

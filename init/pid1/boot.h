@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "common/error.h"
-#include "pid1/modules.h"
+#include "config/modules_list.h"
 
 namespace keel::pid1::boot {
 
@@ -24,7 +24,7 @@ struct ModuleReport {
     std::map<std::string, int64_t> load_us;           // time in finit_module, for keel.debug
 };
 // Loads the allow-list from /lib/modules/<release>/.
-ModuleReport load_modules(const modules::AllowList& list);
+ModuleReport load_modules(const config::modules::AllowList& list);
 Status lock_modules(); // kernel.modules_disabled=1
 
 Status set_hostname(const std::string& name);

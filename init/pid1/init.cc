@@ -18,10 +18,11 @@
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
+#include "common/contract.h"
 #include "common/fd.h"
 #include "config/config.h"
+#include "config/kernel_args.h"
 #include "pid1/boot.h"
-#include "pid1/cmdline.h"
 #include "pid1/supervisor.h"
 #include "pid1/sysctl.h"
 
@@ -93,7 +94,9 @@ std::string load_config(Console& con, const std::map<std::string, std::string>& 
 
 void block_signals(sigset_t& set) {
     sigemptyset(&set);
-    for (int s : {SIGCHLD, SIGTERM, SIGINT, SIGUSR1, SIGUSR2, SIGHUP, SIGPWR, SIGQUIT}) sigaddset(&set, s);
+    for (int s : {SIGCHLD, contract::kPid1Terminate, contract::kPid1Reboot, SIGUSR1, contract::kPid1Poweroff, SIGHUP,
+                  contract::kPid1PowerFail, SIGQUIT})
+        sigaddset(&set, s);
     ::sigprocmask(SIG_BLOCK, &set, nullptr);
 }
 
@@ -110,13 +113,13 @@ int init_main(int argc, char** argv) noexcept {
     }
     sigset_t sigs;
     block_signals(sigs);
-    if (!test) ::reboot(RB_DISABLE_CAD); // Ctrl-Alt-Del becomes SIGINT: an orderly reboot
+    if (!test) ::reboot(RB_DISABLE_CAD); // Ctrl-Alt-Del becomes kPid1Reboot: an orderly reboot
     ::umask(022);
     ::setenv("PATH", "/usr/sbin:/usr/bin:/sbin:/bin", 1);
 
     Console con(sys);
     std::string fatal;
-    KernelCmdline cmd;
+    config::KernelArgs cmd;
     SupervisorConfig cfg;
     try {
         Status m = boot::mount_early();
@@ -130,7 +133,7 @@ int init_main(int argc, char** argv) noexcept {
         if (!m) fatal = "mounting the pseudo-filesystems failed: " + m.error().str();
 
         const char* env_cmdline = test ? std::getenv("KEEL_CMDLINE") : nullptr;
-        cmd = parse_cmdline(env_cmdline ? env_cmdline : read_text("/proc/cmdline"));
+        cmd = config::parse_kernel_args(env_cmdline ? env_cmdline : read_text("/proc/cmdline"));
         con.stage("cmdline", fmt::format("state={} debug={} recovery={}{}", cmd.state_label.value_or("KEEL_STATE"),
                                          cmd.debug, cmd.recovery,
                                          cmd.unknown_keel.empty() ? "" : " (ignored: " + fmt::format("{}", fmt::join(cmd.unknown_keel, " ")) + ")"));
@@ -140,10 +143,10 @@ int init_main(int argc, char** argv) noexcept {
             con.stage("sysctl", "skipped (test mode)");
         } else {
             std::string origin = std::string(kConfigDir) + "/modules.yml";
-            auto list = modules::parse_allow_list(read_text(origin), origin);
+            auto list = config::modules::parse_allow_list(read_text(origin), origin);
             if (!list) {
                 con.stage("modules", "ERROR " + list.error().str() + "; no modules loaded");
-                list = modules::AllowList{};
+                list = config::modules::AllowList{};
             }
             auto rep = boot::load_modules(*list);
             con.stage("modules", fmt::format("loaded {}: {}", rep.loaded.size(), fmt::join(rep.loaded, " ")));
@@ -159,7 +162,7 @@ int init_main(int argc, char** argv) noexcept {
             }
 
             std::string sorigin = std::string(kConfigDir) + "/sysctl.yml";
-            auto prof = sysctl::parse_profile(read_text(sorigin), sorigin);
+            auto prof = config::sysctl::parse_profile(read_text(sorigin), sorigin);
             if (!prof) {
                 con.stage("sysctl", "ERROR " + prof.error().str());
             } else {
@@ -242,10 +245,10 @@ int init_main(int argc, char** argv) noexcept {
             while (::read(sigfd.get(), &si, sizeof si) == sizeof si) {
                 switch (si.ssi_signo) {
                 case SIGCHLD: break; // reaped below, every time round
-                case SIGTERM:
-                case SIGUSR2:
-                case SIGPWR: sup.request(Action::poweroff); break;
-                case SIGINT: sup.request(Action::reboot); break;
+                case contract::kPid1Terminate:
+                case contract::kPid1Poweroff:
+                case contract::kPid1PowerFail: sup.request(Action::poweroff); break;
+                case contract::kPid1Reboot: sup.request(Action::reboot); break;
                 default: break;
                 }
             }
@@ -253,7 +256,7 @@ int init_main(int argc, char** argv) noexcept {
             for (ssize_t n; (n = ::read(notify[0], buf, sizeof buf)) > 0;) {
                 notify_buf.append(buf, static_cast<size_t>(n));
                 for (size_t nl; (nl = notify_buf.find('\n')) != std::string::npos; notify_buf.erase(0, nl + 1))
-                    if (notify_buf.compare(0, nl, "READY") == 0) sup.on_ready();
+                    if (notify_buf.compare(0, nl, contract::kReady) == 0) sup.on_ready();
             }
             sup.reap_all();
             sup.tick();

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "common/contract.h"
 #include "pid1/sys.h"
 
 namespace keel::pid1 {
@@ -21,7 +22,7 @@ struct SupervisorConfig {
     std::string system_cgroup = "/sys/fs/cgroup/keel/system"; // cgroup.kill'ed when keeld dies
     int64_t boot_start_ms = 0;      // when init started, for "system ready in N ms"
     int64_t keeld_stop_ms = 10000;  // keeld's time to stop its services
-    int keeld_stop_signal = 15;     // SIGTERM; SIGHUP for the recovery shell, which ignores TERM
+    int keeld_stop_signal = contract::kKeeldStop; // SIGHUP for the recovery shell, which ignores TERM
     int64_t term_ms = 5000;         // everyone's time after SIGTERM
     int64_t kill_ms = 2000;         // after SIGKILL, before unmounting anyway
     int64_t backoff_min_ms = 100, backoff_max_ms = 30000;

@@ -11,6 +11,7 @@
 #include <cstdio>
 
 #include "common/clock.h"
+#include "common/contract.h"
 #include "common/fd.h"
 #include "common/strings.h"
 
@@ -41,8 +42,8 @@ pid_t RealSys::spawn(const std::vector<std::string>& argv, const std::vector<std
                 ::close(fd);
             }
             if (notify_fd >= 0) {
-                if (notify_fd == 3) ::fcntl(3, F_SETFD, 0);
-                else ::dup2(notify_fd, 3);
+                if (notify_fd == contract::kNotifyFd) ::fcntl(contract::kNotifyFd, F_SETFD, 0);
+                else ::dup2(notify_fd, contract::kNotifyFd);
             }
             ::execve(av[0], av.data(), ev.data());
             ::_exit(127);

@@ -15,7 +15,7 @@ namespace keel::pid1 {
 class Sys {
   public:
     virtual ~Sys() = default;
-    // fork + exec; `notify_fd` (or -1) becomes fd 3 of the child. Returns the pid or -errno.
+    // fork + exec; `notify_fd` (or -1) becomes fd contract::kNotifyFd (3) of the child. Returns the pid or -errno.
     virtual pid_t spawn(const std::vector<std::string>& argv, const std::vector<std::string>& env,
                         int notify_fd) noexcept = 0;
     // waitpid(-1, WNOHANG): pid > 0 with its status, 0 when children remain but none exited,

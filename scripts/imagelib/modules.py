@@ -1,6 +1,6 @@
 """config/modules.yml, the kernel module allow-list, read by the one function here: scripts/build-image
 and the QEMU tests (tests/qemu/test_boot.py) share it. keel-init has its own C++ reader
-(init/pid1/modules.h), which is the reference for what the file may hold."""
+(init/config/modules_list.h), which is the reference for what the file may hold."""
 
 import yaml
 

@@ -4,10 +4,10 @@
 #include <set>
 
 #include "fuzz_util.h"
-#include "pid1/modules.h"
+#include "config/modules_list.h"
 
 using namespace keel;
-using namespace keel::pid1;
+using namespace keel::config;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::string input = fuzz::text(data, size);

@@ -1,8 +1,8 @@
-#include "pid1/cmdline.h"
+#include "config/kernel_args.h"
 
-namespace keel::pid1 {
+namespace keel::config {
 
-std::vector<std::string> split_cmdline(const std::string& text) {
+std::vector<std::string> split_kernel_args(const std::string& text) {
     std::vector<std::string> words;
     std::string cur;
     bool quoted = false, any = false;
@@ -25,9 +25,9 @@ std::vector<std::string> split_cmdline(const std::string& text) {
 
 static bool truthy(const std::string& v) { return v.empty() || v == "1" || v == "yes" || v == "true" || v == "on"; }
 
-KernelCmdline parse_cmdline(const std::string& text) {
-    KernelCmdline k;
-    for (const auto& w : split_cmdline(text)) {
+KernelArgs parse_kernel_args(const std::string& text) {
+    KernelArgs k;
+    for (const auto& w : split_kernel_args(text)) {
         if (w.rfind("keel.", 0) != 0) continue;
         auto eq = w.find('=');
         std::string key = w.substr(5, eq == std::string::npos ? std::string::npos : eq - 5);
@@ -43,4 +43,4 @@ KernelCmdline parse_cmdline(const std::string& text) {
     return k;
 }
 
-} // namespace keel::pid1
+} // namespace keel::config

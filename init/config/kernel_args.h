@@ -1,5 +1,6 @@
-// The kernel command line, as PID 1 reads it: `keel.*` keys; everything else (the kernel's own
-// parameters, words and X=Y environment the kernel hands to init) is tolerated, never fatal.
+// The kernel command line (/proc/cmdline), as PID 1 and keeld read it: `keel.*` keys; everything
+// else (the kernel's own parameters, words and X=Y environment the kernel hands to init) is
+// tolerated, never fatal. (config/cmdline.yml, the image's command line, is kernel_cmdline.h.)
 #pragma once
 
 #include <map>
@@ -7,9 +8,9 @@
 #include <string>
 #include <vector>
 
-namespace keel::pid1 {
+namespace keel::config {
 
-struct KernelCmdline {
+struct KernelArgs {
     std::optional<std::string> state_label; // keel.state=LABEL (default KEEL_STATE)
     bool debug = false;                     // keel.debug
     bool recovery = false;                  // keel.recovery: a root shell instead of keeld
@@ -19,7 +20,7 @@ struct KernelCmdline {
 };
 
 // Splits like the kernel does: spaces separate words, double quotes group.
-std::vector<std::string> split_cmdline(const std::string& text);
-KernelCmdline parse_cmdline(const std::string& text);
+std::vector<std::string> split_kernel_args(const std::string& text);
+KernelArgs parse_kernel_args(const std::string& text);
 
-} // namespace keel::pid1
+} // namespace keel::config

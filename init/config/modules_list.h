@@ -1,5 +1,6 @@
-// Kernel modules: only those on the allow-list (config/modules.yml) are loaded, dependencies
-// first as modules.dep orders them; then module loading is locked for good.
+// Kernel modules: the allow-list (config/modules.yml) and the kernel's modules.dep, and the
+// order they give: dependencies first. PID 1 loads them in that order (pid1/boot.cc), then
+// locks module loading for good; keel audit computes the same set to compare.
 #pragma once
 
 #include <map>
@@ -8,7 +9,7 @@
 
 #include "common/error.h"
 
-namespace keel::pid1::modules {
+namespace keel::config::modules {
 
 struct Request {
     std::string name;
@@ -37,4 +38,4 @@ std::vector<std::string> load_order(const DepTable& t, const std::vector<std::st
                                     const std::vector<std::string>& builtin,
                                     std::vector<std::string>& missing);
 
-} // namespace keel::pid1::modules
+} // namespace keel::config::modules

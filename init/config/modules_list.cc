@@ -1,4 +1,4 @@
-#include "pid1/modules.h"
+#include "config/modules_list.h"
 
 #include <algorithm>
 #include <functional>
@@ -9,7 +9,7 @@
 
 #include "common/strings.h"
 
-namespace keel::pid1::modules {
+namespace keel::config::modules {
 
 static std::string normalize(std::string n) {
     std::replace(n.begin(), n.end(), '-', '_');
@@ -104,4 +104,4 @@ std::vector<std::string> load_order(const DepTable& t, const std::vector<std::st
     return order;
 }
 
-} // namespace keel::pid1::modules
+} // namespace keel::config::modules
