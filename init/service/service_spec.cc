@@ -25,6 +25,7 @@
 #include "common/signals.h"
 #include "common/sizes.h"
 #include "common/strings.h"
+#include "runtime/capabilities.h"
 #include "runtime/oci.h"
 #include "runtime/seccomp.h"
 
@@ -89,11 +90,8 @@ int parse_signal(const Reader& r, const YAML::Node& n, const std::string& key) {
     r.fail(n, key, "unknown signal '" + text + "'");
 }
 
-ServiceSpec parse(const YAML::Node& root, const Reader& r, const std::string& name) {
-    if (!root.IsMap()) r.fail(root, name, "a service file is a mapping of keys");
-    ServiceSpec s;
-    s.name = name;
-    s.file = r.file;
+// Every key is a known one (a typo is an error, with the nearest known key).
+void check_keys(const YAML::Node& root, const Reader& r) {
     for (const auto& kv : root) {
         std::string key = kv.first.as<std::string>();
         if (std::find(kKeys.begin(), kKeys.end(), key) == kKeys.end()) {
@@ -101,6 +99,10 @@ ServiceSpec parse(const YAML::Node& root, const Reader& r, const std::string& na
             r.fail(kv.first, key, "unknown key" + (near.empty() ? std::string() : " (did you mean '" + near + "'?)"));
         }
     }
+}
+
+// image, command, environment, user, group, working_dir.
+void parse_process(const YAML::Node& root, const Reader& r, ServiceSpec& s) {
     if (!root["image"]) r.fail(root, "image", "missing (a directory under the images dir, or an absolute path)");
     s.image = r.str(root["image"], "image");
     if (!root["command"]) r.fail(root, "command", "missing");
@@ -124,102 +126,125 @@ ServiceSpec parse(const YAML::Node& root, const Reader& r, const std::string& na
     if (root["user"]) s.user = r.str(root["user"], "user");
     if (root["group"]) s.group = r.str(root["group"], "group");
     if (root["working_dir"]) s.working_dir = r.str(root["working_dir"], "working_dir");
-    if (const YAML::Node caps = root["capabilities"]) {
-        if (!caps.IsSequence()) r.fail(caps, "capabilities", "expected a list of capability names");
-        std::vector<std::string> known;
-        for (int c = 0; c <= 40; ++c)
-            if (auto n = runtime::oci::capability_name(c); !n.empty()) known.push_back(n);
-        for (size_t i = 0; i < caps.size(); ++i) {
-            std::string c = r.str(caps[i], "capabilities");
-            std::transform(c.begin(), c.end(), c.begin(), ::toupper);
-            if (!starts_with(c, "CAP_")) c = "CAP_" + c;
-            int v = runtime::oci::capability_from_name(c);
-            std::string key = fmt::format("capabilities[{}]", i);
-            if (v < 0) {
-                std::string near = closest(c, known);
-                r.fail(caps[i], key, "unknown capability " + c + (near.empty() ? "" : " (did you mean " + near + "?)"));
-            }
-            s.capabilities.push_back(v);
+}
+
+void parse_capabilities(const YAML::Node& root, const Reader& r, ServiceSpec& s) {
+    const YAML::Node caps = root["capabilities"];
+    if (!caps) return;
+    if (!caps.IsSequence()) r.fail(caps, "capabilities", "expected a list of capability names");
+    std::vector<std::string> known;
+    for (int c = 0; c <= runtime::caps::last_cap(); ++c)
+        if (auto n = runtime::oci::capability_name(c); !n.empty()) known.push_back(n);
+    for (size_t i = 0; i < caps.size(); ++i) {
+        std::string c = r.str(caps[i], "capabilities");
+        std::transform(c.begin(), c.end(), c.begin(), ::toupper);
+        if (!starts_with(c, "CAP_")) c = "CAP_" + c;
+        int v = runtime::oci::capability_from_name(c);
+        std::string key = fmt::format("capabilities[{}]", i);
+        if (v < 0) {
+            std::string near = closest(c, known);
+            r.fail(caps[i], key, "unknown capability " + c + (near.empty() ? "" : " (did you mean " + near + "?)"));
         }
+        s.capabilities.push_back(v);
     }
-    if (const YAML::Node host = root["host"]) {
-        std::vector<std::string> names;
-        if (host.IsMap()) {
-            for (const auto& kv : host)
-                if (r.boolean(kv.second, "host." + kv.first.as<std::string>())) names.push_back(kv.first.as<std::string>());
-        } else {
-            names = r.list(host, "host");
-        }
-        for (const auto& n : names) {
-            if (n == "net") s.host.net = true;
-            else if (n == "pid") s.host.pid = true;
-            else if (n == "ipc") s.host.ipc = true;
-            else if (n == "uts") s.host.uts = true;
-            else r.fail(host, "host", "unknown namespace '" + n + "' (net, pid, ipc or uts)");
-        }
+}
+
+// host: the host namespaces the service shares, as a list or a mapping of booleans.
+void parse_host(const YAML::Node& root, const Reader& r, ServiceSpec& s) {
+    const YAML::Node host = root["host"];
+    if (!host) return;
+    std::vector<std::string> names;
+    if (host.IsMap()) {
+        for (const auto& kv : host)
+            if (r.boolean(kv.second, "host." + kv.first.as<std::string>())) names.push_back(kv.first.as<std::string>());
+    } else {
+        names = r.list(host, "host");
     }
+    for (const auto& n : names) {
+        if (n == "net") s.host.net = true;
+        else if (n == "pid") s.host.pid = true;
+        else if (n == "ipc") s.host.ipc = true;
+        else if (n == "uts") s.host.uts = true;
+        else r.fail(host, "host", "unknown namespace '" + n + "' (net, pid, ipc or uts)");
+    }
+}
+
+// One entry of `mounts`: SOURCE:DESTINATION[:rw|ro], or a mapping.
+ServiceMount parse_mount(const YAML::Node& m, const Reader& r, const std::string& key) {
+    ServiceMount sm;
+    if (m.IsScalar()) {
+        auto parts = split(m.as<std::string>(), ':');
+        if (parts.size() < 2 || parts.size() > 3) r.fail(m, key, "expected SOURCE:DESTINATION[:rw]");
+        sm.source = parts[0];
+        sm.destination = parts[1];
+        if (parts.size() == 3) {
+            if (parts[2] != "rw" && parts[2] != "ro") r.fail(m, key, "mode must be rw or ro");
+            sm.read_only = parts[2] == "ro";
+        }
+    } else if (m.IsMap()) {
+        for (const auto& kv : m) {
+            std::string k = kv.first.as<std::string>();
+            if (k == "type") sm.type = r.str(kv.second, key + ".type");
+            else if (k == "source") sm.source = r.str(kv.second, key + ".source");
+            else if (k == "destination") sm.destination = r.str(kv.second, key + ".destination");
+            else if (k == "read_only") sm.read_only = r.boolean(kv.second, key + ".read_only");
+            else if (k == "options") sm.options = r.str(kv.second, key + ".options");
+            else r.fail(kv.first, key + "." + k, "unknown key");
+        }
+    } else {
+        r.fail(m, key, "expected a mapping or SOURCE:DESTINATION");
+    }
+    if (sm.type != "bind" && sm.type != "tmpfs") r.fail(m, key + ".type", "must be bind or tmpfs");
+    if (sm.destination.empty() || sm.destination[0] != '/')
+        r.fail(m, key + ".destination", "must be an absolute path, got '" + sm.destination + "'");
+    if (sm.type == "bind" && sm.source.empty()) r.fail(m, key + ".source", "missing");
+    return sm;
+}
+
+// mounts, devices, read_only_root.
+void parse_filesystem(const YAML::Node& root, const Reader& r, ServiceSpec& s) {
     if (const YAML::Node mounts = root["mounts"]) {
         if (!mounts.IsSequence()) r.fail(mounts, "mounts", "expected a list");
-        for (size_t i = 0; i < mounts.size(); ++i) {
-            const YAML::Node m = mounts[i];
-            std::string key = fmt::format("mounts[{}]", i);
-            ServiceMount sm;
-            if (m.IsScalar()) {
-                auto parts = split(m.as<std::string>(), ':');
-                if (parts.size() < 2 || parts.size() > 3) r.fail(m, key, "expected SOURCE:DESTINATION[:rw]");
-                sm.source = parts[0];
-                sm.destination = parts[1];
-                if (parts.size() == 3) {
-                    if (parts[2] != "rw" && parts[2] != "ro") r.fail(m, key, "mode must be rw or ro");
-                    sm.read_only = parts[2] == "ro";
-                }
-            } else if (m.IsMap()) {
-                for (const auto& kv : m) {
-                    std::string k = kv.first.as<std::string>();
-                    if (k == "type") sm.type = r.str(kv.second, key + ".type");
-                    else if (k == "source") sm.source = r.str(kv.second, key + ".source");
-                    else if (k == "destination") sm.destination = r.str(kv.second, key + ".destination");
-                    else if (k == "read_only") sm.read_only = r.boolean(kv.second, key + ".read_only");
-                    else if (k == "options") sm.options = r.str(kv.second, key + ".options");
-                    else r.fail(kv.first, key + "." + k, "unknown key");
-                }
-            } else {
-                r.fail(m, key, "expected a mapping or SOURCE:DESTINATION");
-            }
-            if (sm.type != "bind" && sm.type != "tmpfs") r.fail(m, key + ".type", "must be bind or tmpfs");
-            if (sm.destination.empty() || sm.destination[0] != '/')
-                r.fail(m, key + ".destination", "must be an absolute path, got '" + sm.destination + "'");
-            if (sm.type == "bind" && sm.source.empty()) r.fail(m, key + ".source", "missing");
-            s.mounts.push_back(sm);
-        }
+        for (size_t i = 0; i < mounts.size(); ++i) s.mounts.push_back(parse_mount(mounts[i], r, fmt::format("mounts[{}]", i)));
     }
     if (root["devices"]) s.devices = r.list(root["devices"], "devices");
     if (root["read_only_root"]) s.read_only_root = r.boolean(root["read_only_root"], "read_only_root");
-    if (const YAML::Node res = root["resources"]) {
-        if (!res.IsMap()) r.fail(res, "resources", "expected a mapping");
-        for (const auto& kv : res) {
-            std::string k = kv.first.as<std::string>();
-            if (k == "memory") s.resources.memory_max = parse_size(r, kv.second, "resources.memory");
-            else if (k == "memory_high") s.resources.memory_high = parse_size(r, kv.second, "resources.memory_high");
-            else if (k == "pids") s.resources.pids_max = r.integer(kv.second, "resources.pids");
-            else if (k == "cpu") {
-                double cores = 0;
-                try {
-                    cores = kv.second.as<double>();
-                } catch (const YAML::Exception&) {
-                    r.fail(kv.second, "resources.cpu", "expected a number of CPUs, like 0.5");
-                }
-                // Negated so that NaN fails too; the bound keeps the quota (cores * 100000 us) an
-                // int64 rather than an undefined conversion.
-                if (!(cores > 0 && cores <= 1e6)) r.fail(kv.second, "resources.cpu", "must be above 0 and at most 1000000");
-                s.resources.cpu_period = 100000;
-                s.resources.cpu_quota = static_cast<int64_t>(cores * 100000);
-            } else if (k == "cpu_weight") s.resources.cpu_weight = static_cast<uint64_t>(r.integer(kv.second, "resources.cpu_weight"));
-            else r.fail(kv.first, "resources." + k, "unknown key (memory, memory_high, pids, cpu, cpu_weight)");
-        }
-        if (s.resources.memory_high && s.resources.memory_max && *s.resources.memory_high > *s.resources.memory_max)
-            r.fail(res["memory_high"], "resources.memory_high", "is above resources.memory (memory.max)");
+}
+
+// resources.cpu: a number of CPUs, as a quota over a 100 ms period.
+void parse_cpu(const YAML::Node& n, const Reader& r, ServiceSpec& s) {
+    double cores = 0;
+    try {
+        cores = n.as<double>();
+    } catch (const YAML::Exception&) {
+        r.fail(n, "resources.cpu", "expected a number of CPUs, like 0.5");
     }
+    // Negated so that NaN fails too; the bound keeps the quota (cores * 100000 us) an
+    // int64 rather than an undefined conversion.
+    if (!(cores > 0 && cores <= 1e6)) r.fail(n, "resources.cpu", "must be above 0 and at most 1000000");
+    s.resources.cpu_period = 100000;
+    s.resources.cpu_quota = static_cast<int64_t>(cores * 100000);
+}
+
+void parse_resources(const YAML::Node& root, const Reader& r, ServiceSpec& s) {
+    const YAML::Node res = root["resources"];
+    if (!res) return;
+    if (!res.IsMap()) r.fail(res, "resources", "expected a mapping");
+    for (const auto& kv : res) {
+        std::string k = kv.first.as<std::string>();
+        if (k == "memory") s.resources.memory_max = parse_size(r, kv.second, "resources.memory");
+        else if (k == "memory_high") s.resources.memory_high = parse_size(r, kv.second, "resources.memory_high");
+        else if (k == "pids") s.resources.pids_max = r.integer(kv.second, "resources.pids");
+        else if (k == "cpu") parse_cpu(kv.second, r, s);
+        else if (k == "cpu_weight") s.resources.cpu_weight = static_cast<uint64_t>(r.integer(kv.second, "resources.cpu_weight"));
+        else r.fail(kv.first, "resources." + k, "unknown key (memory, memory_high, pids, cpu, cpu_weight)");
+    }
+    if (s.resources.memory_high && s.resources.memory_max && *s.resources.memory_high > *s.resources.memory_max)
+        r.fail(res["memory_high"], "resources.memory_high", "is above resources.memory (memory.max)");
+}
+
+// restart, restart_limit, after, requires, ready, stop_signal, stop_timeout, enabled.
+void parse_lifecycle(const YAML::Node& root, const Reader& r, ServiceSpec& s) {
     if (root["restart"]) {
         std::string p = r.str(root["restart"], "restart");
         if (p == "no") s.restart = RestartPolicy::no;
@@ -241,6 +266,10 @@ ServiceSpec parse(const YAML::Node& root, const Reader& r, const std::string& na
     if (root["stop_signal"]) s.stop_signal = parse_signal(r, root["stop_signal"], "stop_signal");
     if (root["stop_timeout"]) s.stop_timeout_s = static_cast<int>(r.integer(root["stop_timeout"], "stop_timeout"));
     if (root["enabled"]) s.enabled = r.boolean(root["enabled"], "enabled");
+}
+
+// privileged, user_namespace, delegate_cgroup.
+void parse_privileges(const YAML::Node& root, const Reader& r, ServiceSpec& s) {
     if (root["privileged"]) s.privileged = r.boolean(root["privileged"], "privileged");
     if (const YAML::Node u = root["user_namespace"]) {
         if (u.IsMap()) {
@@ -260,6 +289,22 @@ ServiceSpec parse(const YAML::Node& root, const Reader& r, const std::string& na
         }
     }
     if (root["delegate_cgroup"]) s.delegate_cgroup = r.boolean(root["delegate_cgroup"], "delegate_cgroup");
+}
+
+// Section by section, in the order the checks always ran: the first error reported stays the same.
+ServiceSpec parse(const YAML::Node& root, const Reader& r, const std::string& name) {
+    if (!root.IsMap()) r.fail(root, name, "a service file is a mapping of keys");
+    ServiceSpec s;
+    s.name = name;
+    s.file = r.file;
+    check_keys(root, r);
+    parse_process(root, r, s);
+    parse_capabilities(root, r, s);
+    parse_host(root, r, s);
+    parse_filesystem(root, r, s);
+    parse_resources(root, r, s);
+    parse_lifecycle(root, r, s);
+    parse_privileges(root, r, s);
     return s;
 }
 
