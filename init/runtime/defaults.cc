@@ -8,7 +8,8 @@ namespace keel::runtime::defaults {
 
 namespace {
 
-Mount mnt(const char* dest, const char* type, const char* src, unsigned long flags, const char* data = "") {
+Mount mnt(const char* dest, const char* type, const char* src, unsigned long flags,
+          const char* data = "") {
     Mount m;
     m.destination = dest;
     m.type = type;
@@ -26,7 +27,8 @@ std::vector<Mount> mounts() {
     return {
         mnt("/proc", "proc", "proc", kSafe),
         mnt("/dev", "tmpfs", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k"),
-        mnt("/dev/pts", "devpts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620"),
+        mnt("/dev/pts", "devpts", "devpts", MS_NOSUID | MS_NOEXEC,
+            "newinstance,ptmxmode=0666,mode=0620"),
         mnt("/dev/shm", "tmpfs", "shm", kSafe, "mode=1777,size=65536k"),
         mnt("/dev/mqueue", "mqueue", "mqueue", kSafe),
         // (In a user namespace that shares the host's network the runtime binds the host's
@@ -41,7 +43,8 @@ std::vector<Mount> oci_mounts(bool rootless) {
     for (auto& m : out) {
         if (m.type == "proc") m.flags = 0;
         if (m.type == "devpts" && !rootless) m.data += ",gid=5";
-        if (m.type == "sysfs" && rootless) m = mnt("/sys", "none", "/sys", MS_BIND | MS_REC | kSafe | MS_RDONLY);
+        if (m.type == "sysfs" && rootless)
+            m = mnt("/sys", "none", "/sys", MS_BIND | MS_REC | kSafe | MS_RDONLY);
     }
     return out;
 }
@@ -62,13 +65,15 @@ std::vector<std::string> oci_options(const Mount& m) {
 
 const std::vector<std::string>& masked_paths() {
     static const std::vector<std::string> paths = {
-        "/proc/acpi",       "/proc/asound",      "/proc/kcore",       "/proc/keys",    "/proc/latency_stats",
-        "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"};
+        "/proc/acpi",          "/proc/asound",     "/proc/kcore",       "/proc/keys",
+        "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
+        "/sys/firmware",       "/proc/scsi"};
     return paths;
 }
 
 const std::vector<std::string>& readonly_paths() {
-    static const std::vector<std::string> paths = {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"};
+    static const std::vector<std::string> paths = {"/proc/bus", "/proc/fs", "/proc/irq",
+                                                   "/proc/sys", "/proc/sysrq-trigger"};
     return paths;
 }
 

@@ -32,7 +32,8 @@ namespace {
 std::optional<uint32_t> numeric_id(const std::string& text) {
     uint32_t v = 0;
     auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-    if (text.empty() || ec != std::errc() || end != text.data() + text.size() || v == UINT32_MAX) return std::nullopt;
+    if (text.empty() || ec != std::errc() || end != text.data() + text.size() || v == UINT32_MAX)
+        return std::nullopt;
     return v;
 }
 
@@ -49,7 +50,8 @@ Result<uint32_t> lookup_id(const std::string& rootfs, const char* file, const st
         auto f = split(line, ':');
         if (f.size() < 3 || f[0] != name) continue;
         if (auto v = numeric_id(f[2])) return *v;
-        return plain_error(fmt::format("'{}' in the image's {} has no valid id ('{}')", name, file, f[2]));
+        return plain_error(
+            fmt::format("'{}' in the image's {} has no valid id ('{}')", name, file, f[2]));
     }
     return plain_error(fmt::format("'{}' not found in the image's {}", name, file));
 }
@@ -61,7 +63,8 @@ int open_component(int dir, const std::string& name, bool follow) {
     how.flags = O_PATH | O_CLOEXEC;
     how.resolve = RESOLVE_NO_MAGICLINKS | (follow ? 0 : RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS);
     long r;
-    do r = ::syscall(SYS_openat2, dir, name.c_str(), &how, sizeof how);
+    do
+        r = ::syscall(SYS_openat2, dir, name.c_str(), &how, sizeof how);
     while (r < 0 && errno == EINTR);
     return static_cast<int>(r);
 }
@@ -72,14 +75,17 @@ int open_component(int dir, const std::string& name, bool follow) {
 // beneath them, where containers write. A workload's source follows no link anywhere.
 // Beneath which directory no link of `source` is followed; empty: links are followed (a
 // service's own path outside keeld's directories).
-std::string mount_source_root(const ServiceSpec& s, const std::string& source, const ContainerContext& ctx) {
+std::string mount_source_root(const ServiceSpec& s, const std::string& source,
+                              const ContainerContext& ctx) {
     for (const auto& owned : {ctx.run_dir, ctx.state_dir})
         if (source.starts_with(owned + "/")) return owned;
     return s.workload ? "/" : "";
 }
 
-Result<Fd> open_mount_source(const ServiceSpec& s, const std::string& source, const ContainerContext& ctx) {
-    if (!source.starts_with("/")) return plain_error("mount source " + source + ": not an absolute path");
+Result<Fd> open_mount_source(const ServiceSpec& s, const std::string& source,
+                             const ContainerContext& ctx) {
+    if (!source.starts_with("/"))
+        return plain_error("mount source " + source + ": not an absolute path");
     std::string root = "/";
     for (const auto& owned : {ctx.run_dir, ctx.state_dir})
         if (source.starts_with(owned + "/")) root = owned;
@@ -95,22 +101,26 @@ Result<Fd> open_mount_source(const ServiceSpec& s, const std::string& source, co
         if (part == "..") return plain_error(what + ": '..' is not allowed in a mount source");
         int fd = open_component(cur.get(), part, follow);
         if (fd < 0 && errno == ENOENT && keeld_owned) {
-            if (::mkdirat(cur.get(), part.c_str(), 0755) < 0 && errno != EEXIST) return sys_error(what + ": mkdir " + part);
+            if (::mkdirat(cur.get(), part.c_str(), 0755) < 0 && errno != EEXIST)
+                return sys_error(what + ": mkdir " + part);
             created = true;
             fd = open_component(cur.get(), part, follow);
         }
         if (fd < 0 && errno == ELOOP)
-            return plain_error(what + ": goes through a symbolic link at '" + part + "' (give the path it leads to)");
+            return plain_error(what + ": goes through a symbolic link at '" + part +
+                               "' (give the path it leads to)");
         if (fd < 0) return sys_error(what);
         cur.reset(fd);
     }
     if (created && s.user_namespace.enabled && s.user_namespace.host_id &&
-        ::fchownat(cur.get(), "", s.user_namespace.host_id, s.user_namespace.host_id, AT_EMPTY_PATH) < 0)
+        ::fchownat(cur.get(), "", s.user_namespace.host_id, s.user_namespace.host_id,
+                   AT_EMPTY_PATH) < 0)
         return sys_error("chown " + source);
     return cur;
 }
 
-runtime::Mount mnt(const char* dest, const char* type, const char* src, unsigned long flags, const char* data = "") {
+runtime::Mount mnt(const char* dest, const char* type, const char* src, unsigned long flags,
+                   const char* data = "") {
     runtime::Mount m;
     m.destination = dest;
     m.type = type;
@@ -128,8 +138,10 @@ std::string rootfs_of(const ServiceSpec& s, const ContainerContext& ctx) {
 // where to_container() always made them, so that the first error reported stays the same.
 Status check_privileged(const ServiceSpec& s, const ContainerContext& ctx) {
     if (s.privileged && !ctx.allow_privileged)
-        return plain_error(fmt::format("{}: privileged: true is refused (the system configuration does not set "
-                                       "allow_privileged: true)", s.file));
+        return plain_error(
+            fmt::format("{}: privileged: true is refused (the system configuration does not set "
+                        "allow_privileged: true)",
+                        s.file));
     return {};
 }
 
@@ -140,9 +152,10 @@ Status check_user_namespace(const ServiceSpec& s) {
 }
 
 Result<runtime::Device> stat_device(const ServiceSpec& s, const std::string& d) {
-    struct stat st{};
+    struct stat st {};
     if (::stat(d.c_str(), &st) < 0) return sys_error(fmt::format("{}: device {}", s.file, d));
-    if (!S_ISCHR(st.st_mode) && !S_ISBLK(st.st_mode)) return plain_error(fmt::format("{}: {} is not a device", s.file, d));
+    if (!S_ISCHR(st.st_mode) && !S_ISBLK(st.st_mode))
+        return plain_error(fmt::format("{}: {} is not a device", s.file, d));
     runtime::Device dev;
     dev.path = d;
     dev.type = S_ISCHR(st.st_mode) ? 'c' : 'b';
@@ -159,14 +172,15 @@ Result<runtime::Device> stat_device(const ServiceSpec& s, const std::string& d) 
 Result<HostFacts> prepare_host(const ServiceSpec& s, const ContainerContext& ctx) {
     HostFacts f;
     std::string rootfs = rootfs_of(s, ctx);
-    struct stat st{};
+    struct stat st {};
     if (::stat(rootfs.c_str(), &st) < 0 || !S_ISDIR(st.st_mode))
         return plain_error(fmt::format("{}: image '{}' not found at {}", s.file, s.image, rootfs));
     KEEL_TRY(check_privileged(s, ctx));
     auto uid = lookup_id(rootfs, "/etc/passwd", s.user);
     if (!uid) return wrap(s.file + ": user", uid.error());
     f.uid = *uid;
-    auto gid = lookup_id(rootfs, "/etc/group", s.group.empty() ? (s.user == "root" ? "0" : s.user) : s.group);
+    auto gid = lookup_id(rootfs, "/etc/group",
+                         s.group.empty() ? (s.user == "root" ? "0" : s.user) : s.group);
     if (!gid) return wrap(s.file + ": group", gid.error());
     f.gid = *gid;
     KEEL_TRY(check_user_namespace(s));
@@ -198,7 +212,8 @@ namespace {
 void set_capabilities(const ServiceSpec& s, const HostFacts& f, runtime::ContainerSpec& c) {
     std::vector<int> caps = s.capabilities;
     if (s.privileged) {
-        for (int i = 0; i <= f.last_cap; ++i) caps.push_back(i);
+        for (int i = 0; i <= f.last_cap; ++i)
+            caps.push_back(i);
         // Every device too, as Docker's --privileged: with CAP_SYS_ADMIN on the host the
         // service could detach its device program anyway.
         c.device_rules = {{true, 'a', -1, -1, runtime::DeviceRule::all}};
@@ -235,19 +250,22 @@ void set_namespaces(const ServiceSpec& s, runtime::ContainerSpec& c) {
 }
 
 // The default mounts, the service's own, its devices and the /proc protections.
-void set_filesystem(const ServiceSpec& s, const ContainerContext& ctx, const HostFacts& f, runtime::ContainerSpec& c) {
+void set_filesystem(const ServiceSpec& s, const ContainerContext& ctx, const HostFacts& f,
+                    runtime::ContainerSpec& c) {
     c.mounts = runtime::defaults::mounts();
     // A delegated subtree is the service's to manage: its cgroup namespace's root, writable.
     for (auto& m : c.mounts)
         if (m.type == "cgroup" && s.delegate_cgroup) m.flags &= ~MS_RDONLY;
     for (const auto& m : s.mounts) {
         if (m.type == "tmpfs") {
-            c.mounts.push_back(mnt(m.destination.c_str(), "tmpfs", "tmpfs", MS_NOSUID | MS_NODEV | (m.read_only ? MS_RDONLY : 0),
+            c.mounts.push_back(mnt(m.destination.c_str(), "tmpfs", "tmpfs",
+                                   MS_NOSUID | MS_NODEV | (m.read_only ? MS_RDONLY : 0),
                                    m.options.c_str()));
             continue;
         }
-        c.mounts.push_back(mnt(m.destination.c_str(), "bind", m.source.c_str(),
-                               MS_BIND | MS_REC | MS_NOSUID | MS_NODEV | (m.read_only ? MS_RDONLY : 0)));
+        c.mounts.push_back(
+            mnt(m.destination.c_str(), "bind", m.source.c_str(),
+                MS_BIND | MS_REC | MS_NOSUID | MS_NODEV | (m.read_only ? MS_RDONLY : 0)));
         // The runtime opens it again the same way when it mounts: a link planted after
         // prepare_host() checked it is refused there too.
         c.mounts.back().source_beneath = mount_source_root(s, m.source, ctx);
@@ -266,10 +284,12 @@ void set_filesystem(const ServiceSpec& s, const ContainerContext& ctx, const Hos
 
 } // namespace
 
-Result<runtime::ContainerSpec> translate(const ServiceSpec& s, const ContainerContext& ctx, const HostFacts& f) {
+Result<runtime::ContainerSpec> translate(const ServiceSpec& s, const ContainerContext& ctx,
+                                         const HostFacts& f) {
     KEEL_TRY(check_privileged(s, ctx));
     KEEL_TRY(check_user_namespace(s));
-    if (!s.privileged && !f.seccomp) return plain_error(s.file + ": no seccomp profile (prepare_host loads it)");
+    if (!s.privileged && !f.seccomp)
+        return plain_error(s.file + ": no seccomp profile (prepare_host loads it)");
     runtime::ContainerSpec c;
     c.id = s.name;
     c.args = s.command;

@@ -317,10 +317,11 @@ Result<ServiceSpec> parse_service(const std::string& yaml_text, const std::strin
 
 Catalog load_catalog(const std::string& dir) { return load_catalog(std::vector<std::string>{dir}); }
 
-Catalog load_catalog(const std::vector<std::string>& dirs) {
-    Catalog c;
-    std::vector<std::string> paths; // in dirs' order, sorted by name within each
-    std::set<std::string> seen;
+namespace {
+
+// Every *.yml path, in dirs' order, sorted by name within each.
+std::vector<std::string> service_files(const std::vector<std::string>& dirs) {
+    std::vector<std::string> paths;
     for (const auto& dir : dirs) {
         std::vector<std::string> files;
         if (DIR* d = ::opendir(dir.c_str())) {
@@ -333,8 +334,16 @@ Catalog load_catalog(const std::vector<std::string>& dirs) {
         std::sort(files.begin(), files.end());
         for (const auto& f : files) paths.push_back(dir + "/" + f);
     }
+    return paths;
+}
+
+} // namespace
+
+Catalog load_catalog(const std::vector<std::string>& dirs) {
+    Catalog c;
+    std::set<std::string> seen;
     std::map<std::string, ServiceSpec> ok;
-    for (const auto& path : paths) {
+    for (const auto& path : service_files(dirs)) {
         std::string f = path.substr(path.rfind('/') + 1), text, name = f.substr(0, f.size() - 4);
         if (!seen.insert(name).second) {
             // A later directory (the state partition's) adds services; it does not replace the

@@ -19,7 +19,9 @@ namespace {
 
 const std::string kNowhere = "/nonexistent-keel-translate-test";
 
-bool exists(const std::string& p) { return ::access(p.c_str(), F_OK) == 0; }
+bool exists(const std::string& p) {
+    return ::access(p.c_str(), F_OK) == 0;
+}
 
 ContainerContext nowhere_ctx() {
     ContainerContext ctx;
@@ -48,24 +50,30 @@ HostFacts made_up_facts() {
 }
 
 const runtime::Mount* find_mount(const runtime::ContainerSpec& c, const std::string& dest) {
-    auto it = std::find_if(c.mounts.begin(), c.mounts.end(), [&](const auto& m) { return m.destination == dest; });
+    auto it = std::find_if(c.mounts.begin(), c.mounts.end(),
+                           [&](const auto& m) { return m.destination == dest; });
     return it == c.mounts.end() ? nullptr : &*it;
 }
 
 } // namespace
 
-TEST_CASE("service translate: needs no filesystem; the host's facts come from the caller", "[service]") {
+TEST_CASE("service translate: needs no filesystem; the host's facts come from the caller",
+          "[service]") {
     auto s = parse_service("image: app\ncommand: [/bin/app, --serve]\nuser: app\ngroup: app\n"
                            "environment: {A: b}\ncapabilities: [NET_BIND_SERVICE]\nhost: [net]\n"
-                           "mounts: [\"" + kNowhere + "/run/app/sock:/run/sock:rw\", {type: tmpfs, destination: /tmp}]\n"
-                           "devices: [" + kNowhere + "/dev/ttyX]\n",
+                           "mounts: [\"" +
+                               kNowhere +
+                               "/run/app/sock:/run/sock:rw\", {type: tmpfs, destination: /tmp}]\n"
+                               "devices: [" +
+                               kNowhere + "/dev/ttyX]\n",
                            "/etc/keel/services/app.yml");
     REQUIRE(s);
     auto ctx = nowhere_ctx();
     // Asking the host fails here: there is no such image.
     auto prepared = prepare_host(*s, ctx);
     REQUIRE_FALSE(prepared);
-    CHECK(prepared.error().str() == "/etc/keel/services/app.yml: image 'app' not found at " + kNowhere + "/images/app");
+    CHECK(prepared.error().str() ==
+          "/etc/keel/services/app.yml: image 'app' not found at " + kNowhere + "/images/app");
 
     auto c = translate(*s, ctx, made_up_facts());
     REQUIRE(c);
@@ -81,11 +89,13 @@ TEST_CASE("service translate: needs no filesystem; the host's facts come from th
     // A non-root service keeps what it declares as ambient capabilities.
     CHECK(c->caps.ambient == std::vector<int>{CAP_NET_BIND_SERVICE});
     CHECK(c->hostname == "app");
-    CHECK(std::none_of(c->namespaces.begin(), c->namespaces.end(), [](const auto& n) { return n.type == runtime::NsType::net; }));
+    CHECK(std::none_of(c->namespaces.begin(), c->namespaces.end(),
+                       [](const auto& n) { return n.type == runtime::NsType::net; }));
     // The defaults first, then the service's own.
     auto defaults = runtime::defaults::mounts();
     REQUIRE(c->mounts.size() == defaults.size() + 2);
-    for (size_t i = 0; i < defaults.size(); ++i) CHECK(c->mounts[i].destination == defaults[i].destination);
+    for (size_t i = 0; i < defaults.size(); ++i)
+        CHECK(c->mounts[i].destination == defaults[i].destination);
     const auto* sock = find_mount(*c, "/run/sock");
     REQUIRE(sock);
     CHECK(sock->source == kNowhere + "/run/app/sock");
@@ -104,9 +114,12 @@ TEST_CASE("service translate: needs no filesystem; the host's facts come from th
     CHECK(c->seccomp);
 }
 
-TEST_CASE("service translate: privileged gets capabilities up to the kernel's last; a delegated cgroup is writable", "[service]") {
-    auto s = parse_service("image: " + kNowhere + "/root\ncommand: [sh]\nprivileged: true\ndelegate_cgroup: true\n"
-                           "user_namespace: {host_id: 100000, size: 65536}\n",
+TEST_CASE("service translate: privileged gets capabilities up to the kernel's last; a delegated "
+          "cgroup is writable",
+          "[service]") {
+    auto s = parse_service("image: " + kNowhere +
+                               "/root\ncommand: [sh]\nprivileged: true\ndelegate_cgroup: true\n"
+                               "user_namespace: {host_id: 100000, size: 65536}\n",
                            "/etc/keel/services/nested.yml");
     REQUIRE(s);
     auto ctx = nowhere_ctx();
@@ -131,13 +144,16 @@ TEST_CASE("service translate: privileged gets capabilities up to the kernel's la
     CHECK_FALSE(exists(kNowhere));
 }
 
-TEST_CASE("runtime defaults: keel spec's mounts differ from a service's only as recorded", "[service]") {
+TEST_CASE("runtime defaults: keel spec's mounts differ from a service's only as recorded",
+          "[service]") {
     auto service = runtime::defaults::mounts(), oci = runtime::defaults::oci_mounts(false);
     REQUIRE(service.size() == oci.size());
     CHECK(runtime::defaults::oci_options(oci[0]).empty()); // proc, bare
-    CHECK(runtime::defaults::oci_options(service[0]) == std::vector<std::string>{"nosuid", "noexec", "nodev"});
+    CHECK(runtime::defaults::oci_options(service[0]) ==
+          std::vector<std::string>{"nosuid", "noexec", "nodev"});
     CHECK(runtime::defaults::oci_options(oci[2]).back() == "gid=5"); // devpts
     CHECK(runtime::defaults::oci_options(runtime::defaults::oci_mounts(true)[5]) ==
           std::vector<std::string>{"rbind", "nosuid", "noexec", "nodev", "ro"}); // rootless /sys
-    for (size_t i = 0; i < service.size(); ++i) CHECK(service[i].destination == oci[i].destination);
+    for (size_t i = 0; i < service.size(); ++i)
+        CHECK(service[i].destination == oci[i].destination);
 }
