@@ -179,7 +179,8 @@ void Daemon::start(Service& s) noexcept {
             resolved.user_namespace.host_id = uint32_t(std::stoul(config::to_text(*config::get(config_, "user_runtime.host_id"))));
             resolved.user_namespace.size = uint32_t(std::stoul(config::to_text(*config::get(config_, "user_runtime.size"))));
         }
-        auto spec = env ? service::to_container(resolved, cfg_.ctx) : Result<runtime::ContainerSpec>(env.error());
+        auto facts = env ? service::prepare_host(resolved, cfg_.ctx) : Result<service::HostFacts>(env.error());
+        auto spec = facts ? service::translate(resolved, cfg_.ctx, *facts) : Result<runtime::ContainerSpec>(facts.error());
         if (!spec) {
             s.state = State::failed;
             s.error = spec.error().str();

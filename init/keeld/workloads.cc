@@ -314,7 +314,9 @@ json Daemon::start_exec(const json& req) {
     if (!s->has_container) return error("workload " + name + " is not running");
     auto cmd = req.value("command", std::vector<std::string>{});
     if (cmd.empty()) return error("exec needs a command");
-    auto spec = service::to_container(*s->spec, cfg_.ctx);
+    auto facts = service::prepare_host(*s->spec, cfg_.ctx);
+    if (!facts) return error(facts.error().str());
+    auto spec = service::translate(*s->spec, cfg_.ctx, *facts);
     if (!spec) return error(spec.error().str());
     // Everything the workload's own process got, but in its namespaces and cgroup instead of
     // new ones: no rootfs, mounts or devices to set up.

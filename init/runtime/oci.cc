@@ -24,6 +24,7 @@
 
 #include "common/fd.h"
 #include "common/strings.h"
+#include "runtime/defaults.h"
 #include "runtime/sysctl.h"
 
 namespace keel::runtime::oci {
@@ -849,27 +850,14 @@ std::string capability_name(int cap) {
 std::string default_config_json(bool rootless) {
     using ojson = nlohmann::ordered_json;
     const ojson caps = {"CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"};
-    auto entry = [](const char* dest, const char* type, const char* source, ojson options) {
-        ojson m = {{"destination", dest}, {"type", type}, {"source", source}};
-        if (!options.empty()) m["options"] = std::move(options);
-        return m;
-    };
-    ojson devpts_options = {"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"};
-    // gid 5 is "tty" in the rootfs; a rootless container maps only its own gid, so it has none.
-    if (!rootless) devpts_options.push_back("gid=5");
-    ojson mounts = ojson::array({
-        entry("/proc", "proc", "proc", ojson::array()),
-        entry("/dev", "tmpfs", "tmpfs", {"nosuid", "strictatime", "mode=755", "size=65536k"}),
-        entry("/dev/pts", "devpts", "devpts", devpts_options),
-        entry("/dev/shm", "tmpfs", "shm",
-              {"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}),
-        entry("/dev/mqueue", "mqueue", "mqueue", {"nosuid", "noexec", "nodev"}),
-        // Without a network namespace of its own, a user namespace may not mount sysfs.
-        rootless ? entry("/sys", "none", "/sys", {"rbind", "nosuid", "noexec", "nodev", "ro"})
-                 : entry("/sys", "sysfs", "sysfs", {"nosuid", "noexec", "nodev", "ro"}),
-        entry("/sys/fs/cgroup", "cgroup", "cgroup",
-              {"nosuid", "noexec", "nodev", "relatime", "ro"}),
-    });
+    // The list is runtime/defaults' (shared with keeld's services, with the differences
+    // recorded there).
+    ojson mounts = ojson::array();
+    for (const auto& m : defaults::oci_mounts(rootless)) {
+        ojson entry = {{"destination", m.destination}, {"type", m.type}, {"source", m.source}};
+        if (auto options = defaults::oci_options(m); !options.empty()) entry["options"] = options;
+        mounts.push_back(std::move(entry));
+    }
 
     // runc 1.1 lists no cgroup namespace; without one, the cgroup2 mount above would show the
     // host's whole hierarchy, so keel adds it, as newer runc versions do.
@@ -894,12 +882,8 @@ std::string default_config_json(bool rootless) {
             {"devices", ojson::array({{{"allow", false}, {"access", "rwm"}}})}};
     }
     linux_section["namespaces"] = namespaces;
-    linux_section["maskedPaths"] = {"/proc/acpi",        "/proc/asound",        "/proc/kcore",
-                                    "/proc/keys",        "/proc/latency_stats", "/proc/timer_list",
-                                    "/proc/timer_stats", "/proc/sched_debug",   "/sys/firmware",
-                                    "/proc/scsi"};
-    linux_section["readonlyPaths"] = {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
-                                      "/proc/sysrq-trigger"};
+    linux_section["maskedPaths"] = defaults::masked_paths();
+    linux_section["readonlyPaths"] = defaults::readonly_paths();
 
     ojson doc;
     doc["ociVersion"] = "1.0.2-dev";

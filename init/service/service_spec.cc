@@ -1,18 +1,12 @@
 // Service files: YAML → ServiceSpec (validated, errors with file:line:column and key) →
-// ContainerSpec. Parsing throws inside this file only; the public functions return errors.
+// ContainerSpec (container.cc). Parsing throws inside this file only; the public functions
+// return errors.
 #include "service/service_spec.h"
 
 #include <dirent.h>
-#include <fcntl.h>
-#include <linux/openat2.h>
-#include <sys/mount.h>
-#include <sys/syscall.h>
 #include <unistd.h>
-#include <sys/stat.h>
-#include <sys/sysmacros.h>
 
 #include <algorithm>
-#include <charconv>
 #include <optional>
 #include <cstdint>
 #include <functional>
@@ -25,8 +19,8 @@
 #include "common/signals.h"
 #include "common/sizes.h"
 #include "common/strings.h"
+#include "runtime/capabilities.h"
 #include "runtime/oci.h"
-#include "runtime/seccomp.h"
 
 namespace keel::service {
 
@@ -89,11 +83,8 @@ int parse_signal(const Reader& r, const YAML::Node& n, const std::string& key) {
     r.fail(n, key, "unknown signal '" + text + "'");
 }
 
-ServiceSpec parse(const YAML::Node& root, const Reader& r, const std::string& name) {
-    if (!root.IsMap()) r.fail(root, name, "a service file is a mapping of keys");
-    ServiceSpec s;
-    s.name = name;
-    s.file = r.file;
+// Every key is a known one (a typo is an error, with the nearest known key).
+void check_keys(const YAML::Node& root, const Reader& r) {
     for (const auto& kv : root) {
         std::string key = kv.first.as<std::string>();
         if (std::find(kKeys.begin(), kKeys.end(), key) == kKeys.end()) {
@@ -101,6 +92,10 @@ ServiceSpec parse(const YAML::Node& root, const Reader& r, const std::string& na
             r.fail(kv.first, key, "unknown key" + (near.empty() ? std::string() : " (did you mean '" + near + "'?)"));
         }
     }
+}
+
+// image, command, environment, user, group, working_dir.
+void parse_process(const YAML::Node& root, const Reader& r, ServiceSpec& s) {
     if (!root["image"]) r.fail(root, "image", "missing (a directory under the images dir, or an absolute path)");
     s.image = r.str(root["image"], "image");
     if (!root["command"]) r.fail(root, "command", "missing");
@@ -124,102 +119,125 @@ ServiceSpec parse(const YAML::Node& root, const Reader& r, const std::string& na
     if (root["user"]) s.user = r.str(root["user"], "user");
     if (root["group"]) s.group = r.str(root["group"], "group");
     if (root["working_dir"]) s.working_dir = r.str(root["working_dir"], "working_dir");
-    if (const YAML::Node caps = root["capabilities"]) {
-        if (!caps.IsSequence()) r.fail(caps, "capabilities", "expected a list of capability names");
-        std::vector<std::string> known;
-        for (int c = 0; c <= 40; ++c)
-            if (auto n = runtime::oci::capability_name(c); !n.empty()) known.push_back(n);
-        for (size_t i = 0; i < caps.size(); ++i) {
-            std::string c = r.str(caps[i], "capabilities");
-            std::transform(c.begin(), c.end(), c.begin(), ::toupper);
-            if (!starts_with(c, "CAP_")) c = "CAP_" + c;
-            int v = runtime::oci::capability_from_name(c);
-            std::string key = fmt::format("capabilities[{}]", i);
-            if (v < 0) {
-                std::string near = closest(c, known);
-                r.fail(caps[i], key, "unknown capability " + c + (near.empty() ? "" : " (did you mean " + near + "?)"));
-            }
-            s.capabilities.push_back(v);
+}
+
+void parse_capabilities(const YAML::Node& root, const Reader& r, ServiceSpec& s) {
+    const YAML::Node caps = root["capabilities"];
+    if (!caps) return;
+    if (!caps.IsSequence()) r.fail(caps, "capabilities", "expected a list of capability names");
+    std::vector<std::string> known;
+    for (int c = 0; c <= runtime::caps::last_cap(); ++c)
+        if (auto n = runtime::oci::capability_name(c); !n.empty()) known.push_back(n);
+    for (size_t i = 0; i < caps.size(); ++i) {
+        std::string c = r.str(caps[i], "capabilities");
+        std::transform(c.begin(), c.end(), c.begin(), ::toupper);
+        if (!starts_with(c, "CAP_")) c = "CAP_" + c;
+        int v = runtime::oci::capability_from_name(c);
+        std::string key = fmt::format("capabilities[{}]", i);
+        if (v < 0) {
+            std::string near = closest(c, known);
+            r.fail(caps[i], key, "unknown capability " + c + (near.empty() ? "" : " (did you mean " + near + "?)"));
         }
+        s.capabilities.push_back(v);
     }
-    if (const YAML::Node host = root["host"]) {
-        std::vector<std::string> names;
-        if (host.IsMap()) {
-            for (const auto& kv : host)
-                if (r.boolean(kv.second, "host." + kv.first.as<std::string>())) names.push_back(kv.first.as<std::string>());
-        } else {
-            names = r.list(host, "host");
-        }
-        for (const auto& n : names) {
-            if (n == "net") s.host.net = true;
-            else if (n == "pid") s.host.pid = true;
-            else if (n == "ipc") s.host.ipc = true;
-            else if (n == "uts") s.host.uts = true;
-            else r.fail(host, "host", "unknown namespace '" + n + "' (net, pid, ipc or uts)");
-        }
+}
+
+// host: the host namespaces the service shares, as a list or a mapping of booleans.
+void parse_host(const YAML::Node& root, const Reader& r, ServiceSpec& s) {
+    const YAML::Node host = root["host"];
+    if (!host) return;
+    std::vector<std::string> names;
+    if (host.IsMap()) {
+        for (const auto& kv : host)
+            if (r.boolean(kv.second, "host." + kv.first.as<std::string>())) names.push_back(kv.first.as<std::string>());
+    } else {
+        names = r.list(host, "host");
     }
+    for (const auto& n : names) {
+        if (n == "net") s.host.net = true;
+        else if (n == "pid") s.host.pid = true;
+        else if (n == "ipc") s.host.ipc = true;
+        else if (n == "uts") s.host.uts = true;
+        else r.fail(host, "host", "unknown namespace '" + n + "' (net, pid, ipc or uts)");
+    }
+}
+
+// One entry of `mounts`: SOURCE:DESTINATION[:rw|ro], or a mapping.
+ServiceMount parse_mount(const YAML::Node& m, const Reader& r, const std::string& key) {
+    ServiceMount sm;
+    if (m.IsScalar()) {
+        auto parts = split(m.as<std::string>(), ':');
+        if (parts.size() < 2 || parts.size() > 3) r.fail(m, key, "expected SOURCE:DESTINATION[:rw]");
+        sm.source = parts[0];
+        sm.destination = parts[1];
+        if (parts.size() == 3) {
+            if (parts[2] != "rw" && parts[2] != "ro") r.fail(m, key, "mode must be rw or ro");
+            sm.read_only = parts[2] == "ro";
+        }
+    } else if (m.IsMap()) {
+        for (const auto& kv : m) {
+            std::string k = kv.first.as<std::string>();
+            if (k == "type") sm.type = r.str(kv.second, key + ".type");
+            else if (k == "source") sm.source = r.str(kv.second, key + ".source");
+            else if (k == "destination") sm.destination = r.str(kv.second, key + ".destination");
+            else if (k == "read_only") sm.read_only = r.boolean(kv.second, key + ".read_only");
+            else if (k == "options") sm.options = r.str(kv.second, key + ".options");
+            else r.fail(kv.first, key + "." + k, "unknown key");
+        }
+    } else {
+        r.fail(m, key, "expected a mapping or SOURCE:DESTINATION");
+    }
+    if (sm.type != "bind" && sm.type != "tmpfs") r.fail(m, key + ".type", "must be bind or tmpfs");
+    if (sm.destination.empty() || sm.destination[0] != '/')
+        r.fail(m, key + ".destination", "must be an absolute path, got '" + sm.destination + "'");
+    if (sm.type == "bind" && sm.source.empty()) r.fail(m, key + ".source", "missing");
+    return sm;
+}
+
+// mounts, devices, read_only_root.
+void parse_filesystem(const YAML::Node& root, const Reader& r, ServiceSpec& s) {
     if (const YAML::Node mounts = root["mounts"]) {
         if (!mounts.IsSequence()) r.fail(mounts, "mounts", "expected a list");
-        for (size_t i = 0; i < mounts.size(); ++i) {
-            const YAML::Node m = mounts[i];
-            std::string key = fmt::format("mounts[{}]", i);
-            ServiceMount sm;
-            if (m.IsScalar()) {
-                auto parts = split(m.as<std::string>(), ':');
-                if (parts.size() < 2 || parts.size() > 3) r.fail(m, key, "expected SOURCE:DESTINATION[:rw]");
-                sm.source = parts[0];
-                sm.destination = parts[1];
-                if (parts.size() == 3) {
-                    if (parts[2] != "rw" && parts[2] != "ro") r.fail(m, key, "mode must be rw or ro");
-                    sm.read_only = parts[2] == "ro";
-                }
-            } else if (m.IsMap()) {
-                for (const auto& kv : m) {
-                    std::string k = kv.first.as<std::string>();
-                    if (k == "type") sm.type = r.str(kv.second, key + ".type");
-                    else if (k == "source") sm.source = r.str(kv.second, key + ".source");
-                    else if (k == "destination") sm.destination = r.str(kv.second, key + ".destination");
-                    else if (k == "read_only") sm.read_only = r.boolean(kv.second, key + ".read_only");
-                    else if (k == "options") sm.options = r.str(kv.second, key + ".options");
-                    else r.fail(kv.first, key + "." + k, "unknown key");
-                }
-            } else {
-                r.fail(m, key, "expected a mapping or SOURCE:DESTINATION");
-            }
-            if (sm.type != "bind" && sm.type != "tmpfs") r.fail(m, key + ".type", "must be bind or tmpfs");
-            if (sm.destination.empty() || sm.destination[0] != '/')
-                r.fail(m, key + ".destination", "must be an absolute path, got '" + sm.destination + "'");
-            if (sm.type == "bind" && sm.source.empty()) r.fail(m, key + ".source", "missing");
-            s.mounts.push_back(sm);
-        }
+        for (size_t i = 0; i < mounts.size(); ++i) s.mounts.push_back(parse_mount(mounts[i], r, fmt::format("mounts[{}]", i)));
     }
     if (root["devices"]) s.devices = r.list(root["devices"], "devices");
     if (root["read_only_root"]) s.read_only_root = r.boolean(root["read_only_root"], "read_only_root");
-    if (const YAML::Node res = root["resources"]) {
-        if (!res.IsMap()) r.fail(res, "resources", "expected a mapping");
-        for (const auto& kv : res) {
-            std::string k = kv.first.as<std::string>();
-            if (k == "memory") s.resources.memory_max = parse_size(r, kv.second, "resources.memory");
-            else if (k == "memory_high") s.resources.memory_high = parse_size(r, kv.second, "resources.memory_high");
-            else if (k == "pids") s.resources.pids_max = r.integer(kv.second, "resources.pids");
-            else if (k == "cpu") {
-                double cores = 0;
-                try {
-                    cores = kv.second.as<double>();
-                } catch (const YAML::Exception&) {
-                    r.fail(kv.second, "resources.cpu", "expected a number of CPUs, like 0.5");
-                }
-                // Negated so that NaN fails too; the bound keeps the quota (cores * 100000 us) an
-                // int64 rather than an undefined conversion.
-                if (!(cores > 0 && cores <= 1e6)) r.fail(kv.second, "resources.cpu", "must be above 0 and at most 1000000");
-                s.resources.cpu_period = 100000;
-                s.resources.cpu_quota = static_cast<int64_t>(cores * 100000);
-            } else if (k == "cpu_weight") s.resources.cpu_weight = static_cast<uint64_t>(r.integer(kv.second, "resources.cpu_weight"));
-            else r.fail(kv.first, "resources." + k, "unknown key (memory, memory_high, pids, cpu, cpu_weight)");
-        }
-        if (s.resources.memory_high && s.resources.memory_max && *s.resources.memory_high > *s.resources.memory_max)
-            r.fail(res["memory_high"], "resources.memory_high", "is above resources.memory (memory.max)");
+}
+
+// resources.cpu: a number of CPUs, as a quota over a 100 ms period.
+void parse_cpu(const YAML::Node& n, const Reader& r, ServiceSpec& s) {
+    double cores = 0;
+    try {
+        cores = n.as<double>();
+    } catch (const YAML::Exception&) {
+        r.fail(n, "resources.cpu", "expected a number of CPUs, like 0.5");
     }
+    // Negated so that NaN fails too; the bound keeps the quota (cores * 100000 us) an
+    // int64 rather than an undefined conversion.
+    if (!(cores > 0 && cores <= 1e6)) r.fail(n, "resources.cpu", "must be above 0 and at most 1000000");
+    s.resources.cpu_period = 100000;
+    s.resources.cpu_quota = static_cast<int64_t>(cores * 100000);
+}
+
+void parse_resources(const YAML::Node& root, const Reader& r, ServiceSpec& s) {
+    const YAML::Node res = root["resources"];
+    if (!res) return;
+    if (!res.IsMap()) r.fail(res, "resources", "expected a mapping");
+    for (const auto& kv : res) {
+        std::string k = kv.first.as<std::string>();
+        if (k == "memory") s.resources.memory_max = parse_size(r, kv.second, "resources.memory");
+        else if (k == "memory_high") s.resources.memory_high = parse_size(r, kv.second, "resources.memory_high");
+        else if (k == "pids") s.resources.pids_max = r.integer(kv.second, "resources.pids");
+        else if (k == "cpu") parse_cpu(kv.second, r, s);
+        else if (k == "cpu_weight") s.resources.cpu_weight = static_cast<uint64_t>(r.integer(kv.second, "resources.cpu_weight"));
+        else r.fail(kv.first, "resources." + k, "unknown key (memory, memory_high, pids, cpu, cpu_weight)");
+    }
+    if (s.resources.memory_high && s.resources.memory_max && *s.resources.memory_high > *s.resources.memory_max)
+        r.fail(res["memory_high"], "resources.memory_high", "is above resources.memory (memory.max)");
+}
+
+// restart, restart_limit, after, requires, ready, stop_signal, stop_timeout, enabled.
+void parse_lifecycle(const YAML::Node& root, const Reader& r, ServiceSpec& s) {
     if (root["restart"]) {
         std::string p = r.str(root["restart"], "restart");
         if (p == "no") s.restart = RestartPolicy::no;
@@ -241,6 +259,10 @@ ServiceSpec parse(const YAML::Node& root, const Reader& r, const std::string& na
     if (root["stop_signal"]) s.stop_signal = parse_signal(r, root["stop_signal"], "stop_signal");
     if (root["stop_timeout"]) s.stop_timeout_s = static_cast<int>(r.integer(root["stop_timeout"], "stop_timeout"));
     if (root["enabled"]) s.enabled = r.boolean(root["enabled"], "enabled");
+}
+
+// privileged, user_namespace, delegate_cgroup.
+void parse_privileges(const YAML::Node& root, const Reader& r, ServiceSpec& s) {
     if (root["privileged"]) s.privileged = r.boolean(root["privileged"], "privileged");
     if (const YAML::Node u = root["user_namespace"]) {
         if (u.IsMap()) {
@@ -260,6 +282,22 @@ ServiceSpec parse(const YAML::Node& root, const Reader& r, const std::string& na
         }
     }
     if (root["delegate_cgroup"]) s.delegate_cgroup = r.boolean(root["delegate_cgroup"], "delegate_cgroup");
+}
+
+// Section by section, in the order the checks always ran: the first error reported stays the same.
+ServiceSpec parse(const YAML::Node& root, const Reader& r, const std::string& name) {
+    if (!root.IsMap()) r.fail(root, name, "a service file is a mapping of keys");
+    ServiceSpec s;
+    s.name = name;
+    s.file = r.file;
+    check_keys(root, r);
+    parse_process(root, r, s);
+    parse_capabilities(root, r, s);
+    parse_host(root, r, s);
+    parse_filesystem(root, r, s);
+    parse_resources(root, r, s);
+    parse_lifecycle(root, r, s);
+    parse_privileges(root, r, s);
     return s;
 }
 
@@ -279,10 +317,11 @@ Result<ServiceSpec> parse_service(const std::string& yaml_text, const std::strin
 
 Catalog load_catalog(const std::string& dir) { return load_catalog(std::vector<std::string>{dir}); }
 
-Catalog load_catalog(const std::vector<std::string>& dirs) {
-    Catalog c;
-    std::vector<std::string> paths; // in dirs' order, sorted by name within each
-    std::set<std::string> seen;
+namespace {
+
+// Every *.yml path, in dirs' order, sorted by name within each.
+std::vector<std::string> service_files(const std::vector<std::string>& dirs) {
+    std::vector<std::string> paths;
     for (const auto& dir : dirs) {
         std::vector<std::string> files;
         if (DIR* d = ::opendir(dir.c_str())) {
@@ -295,8 +334,16 @@ Catalog load_catalog(const std::vector<std::string>& dirs) {
         std::sort(files.begin(), files.end());
         for (const auto& f : files) paths.push_back(dir + "/" + f);
     }
+    return paths;
+}
+
+} // namespace
+
+Catalog load_catalog(const std::vector<std::string>& dirs) {
+    Catalog c;
+    std::set<std::string> seen;
     std::map<std::string, ServiceSpec> ok;
-    for (const auto& path : paths) {
+    for (const auto& path : service_files(dirs)) {
         std::string f = path.substr(path.rfind('/') + 1), text, name = f.substr(0, f.size() - 4);
         if (!seen.insert(name).second) {
             // A later directory (the state partition's) adds services; it does not replace the
@@ -377,223 +424,6 @@ std::vector<std::string> start_order(const Catalog& c) {
     };
     for (const auto& [n, s] : by) visit(n, 0);
     return order;
-}
-
-namespace {
-
-// Looks a user or group up in the image's own /etc/passwd or /etc/group.
-// A uid or gid as written; 2^32-1 is "no id" to the kernel, and larger ones would wrap (to 0).
-std::optional<uint32_t> numeric_id(const std::string& text) {
-    uint32_t v = 0;
-    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-    if (text.empty() || ec != std::errc() || end != text.data() + text.size() || v == UINT32_MAX) return std::nullopt;
-    return v;
-}
-
-Result<uint32_t> lookup_id(const std::string& rootfs, const char* file, const std::string& name) {
-    if (!name.empty() && std::all_of(name.begin(), name.end(), ::isdigit)) {
-        if (auto v = numeric_id(name)) return *v;
-        return plain_error(fmt::format("id {} is out of range", name));
-    }
-    // The image's file is untrusted data, read inside its root with a bound (it is read in
-    // keeld's event loop).
-    std::string text;
-    if (auto r = read_file_in_root(rootfs, file, text); !r) return r.error();
-    for (const auto& line : split(text, '\n')) {
-        auto f = split(line, ':');
-        if (f.size() < 3 || f[0] != name) continue;
-        if (auto v = numeric_id(f[2])) return *v;
-        return plain_error(fmt::format("'{}' in the image's {} has no valid id ('{}')", name, file, f[2]));
-    }
-    return plain_error(fmt::format("'{}' not found in the image's {}", name, file));
-}
-
-// One component beneath `dir`, as an O_PATH descriptor; `follow`: links are followed (a
-// service file's path in the image), else a link anywhere is refused with ELOOP.
-int open_component(int dir, const std::string& name, bool follow) {
-    open_how how{};
-    how.flags = O_PATH | O_CLOEXEC;
-    how.resolve = RESOLVE_NO_MAGICLINKS | (follow ? 0 : RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS);
-    long r;
-    do r = ::syscall(SYS_openat2, dir, name.c_str(), &how, sizeof how);
-    while (r < 0 && errno == EINTR);
-    return static_cast<int>(r);
-}
-
-// A bind mount's source, opened component by component. keeld owns its run and state
-// directories: a service's directory there (a socket dir, a runtime's storage) is created on
-// first use (for a service in a user namespace, owned by its root), and no link is followed
-// beneath them, where containers write. A workload's source follows no link anywhere.
-// Beneath which directory no link of `source` is followed; empty: links are followed (a
-// service's own path outside keeld's directories).
-std::string mount_source_root(const ServiceSpec& s, const std::string& source, const ContainerContext& ctx) {
-    for (const auto& owned : {ctx.run_dir, ctx.state_dir})
-        if (source.starts_with(owned + "/")) return owned;
-    return s.workload ? "/" : "";
-}
-
-Result<Fd> open_mount_source(const ServiceSpec& s, const std::string& source, const ContainerContext& ctx) {
-    if (!source.starts_with("/")) return plain_error("mount source " + source + ": not an absolute path");
-    std::string root = "/";
-    for (const auto& owned : {ctx.run_dir, ctx.state_dir})
-        if (source.starts_with(owned + "/")) root = owned;
-    bool keeld_owned = root != "/";
-    bool follow = !keeld_owned && !s.workload;
-    std::string what = "mount source " + source;
-    Fd cur(::open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-    if (!cur) return sys_error(what + ": open " + root);
-    auto parts = split(source.substr(root.size()), '/');
-    std::erase_if(parts, [](const std::string& p) { return p.empty() || p == "."; });
-    bool created = false;
-    for (const auto& part : parts) {
-        if (part == "..") return plain_error(what + ": '..' is not allowed in a mount source");
-        int fd = open_component(cur.get(), part, follow);
-        if (fd < 0 && errno == ENOENT && keeld_owned) {
-            if (::mkdirat(cur.get(), part.c_str(), 0755) < 0 && errno != EEXIST) return sys_error(what + ": mkdir " + part);
-            created = true;
-            fd = open_component(cur.get(), part, follow);
-        }
-        if (fd < 0 && errno == ELOOP)
-            return plain_error(what + ": goes through a symbolic link at '" + part + "' (give the path it leads to)");
-        if (fd < 0) return sys_error(what);
-        cur.reset(fd);
-    }
-    if (created && s.user_namespace.enabled && s.user_namespace.host_id &&
-        ::fchownat(cur.get(), "", s.user_namespace.host_id, s.user_namespace.host_id, AT_EMPTY_PATH) < 0)
-        return sys_error("chown " + source);
-    return cur;
-}
-
-runtime::Mount mnt(const char* dest, const char* type, const char* src, unsigned long flags, const char* data = "") {
-    runtime::Mount m;
-    m.destination = dest;
-    m.type = type;
-    m.source = src;
-    m.flags = flags;
-    m.data = data;
-    return m;
-}
-
-} // namespace
-
-Result<runtime::ContainerSpec> to_container(const ServiceSpec& s, const ContainerContext& ctx) {
-    using runtime::NsType;
-    runtime::ContainerSpec c;
-    c.id = s.name;
-    c.args = s.command;
-    c.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"};
-    c.env.insert(c.env.end(), s.environment.begin(), s.environment.end());
-    c.cwd = s.working_dir;
-    c.rootfs = s.image.starts_with("/") ? s.image : ctx.images_dir + "/" + s.image;
-    struct stat st{};
-    if (::stat(c.rootfs.c_str(), &st) < 0 || !S_ISDIR(st.st_mode))
-        return plain_error(fmt::format("{}: image '{}' not found at {}", s.file, s.image, c.rootfs));
-    if (s.privileged && !ctx.allow_privileged)
-        return plain_error(fmt::format("{}: privileged: true is refused (the system configuration does not set "
-                                       "allow_privileged: true)", s.file));
-    auto uid = lookup_id(c.rootfs, "/etc/passwd", s.user);
-    if (!uid) return wrap(s.file + ": user", uid.error());
-    c.uid = *uid;
-    auto gid = lookup_id(c.rootfs, "/etc/group", s.group.empty() ? (s.user == "root" ? "0" : s.user) : s.group);
-    if (!gid) return wrap(s.file + ": group", gid.error());
-    c.gid = *gid;
-    c.readonly_root = s.read_only_root;
-    c.no_new_privileges = true;
-
-    std::vector<int> caps = s.capabilities;
-    if (s.privileged) {
-        for (int i = 0; i <= 40; ++i) caps.push_back(i);
-        // Every device too, as Docker's --privileged: with CAP_SYS_ADMIN on the host the
-        // service could detach its device program anyway.
-        c.device_rules = {{true, 'a', -1, -1, runtime::DeviceRule::all}};
-    }
-    c.caps.bounding = c.caps.permitted = c.caps.effective = caps;
-    if (c.uid != 0 && s.workload && !s.privileged) {
-        // Docker's rule for a non-root user: what it may gain (a setuid binary, file
-        // capabilities) is bounded; it holds nothing itself.
-        c.caps.permitted.clear();
-        c.caps.effective.clear();
-    } else if (c.uid != 0) {
-        // A non-root service keeps its declared capabilities across exec only as ambient ones.
-        c.caps.inheritable = c.caps.ambient = caps;
-    }
-
-    c.namespaces = {{NsType::mount, ""}, {NsType::cgroup, ""}};
-    if (s.user_namespace.enabled) {
-        if (!s.user_namespace.host_id || !s.user_namespace.size)
-            return plain_error(s.file + ": user_namespace: no id range");
-        c.namespaces.push_back({NsType::user, ""});
-        c.uid_maps = c.gid_maps = {{0, s.user_namespace.host_id, s.user_namespace.size}};
-    }
-    c.cgroup_delegate = s.delegate_cgroup;
-    // Not keeld's -900 (pid1/sys.cc): what runs in a container is what the OOM killer takes.
-    // In a user namespace the child cannot write its own /proc file (owned by host root):
-    // keeld sets it from outside once the container runs (Daemon::on_spawned).
-    if (!s.user_namespace.enabled) c.oom_score_adj = 0;
-    if (!s.host.pid) c.namespaces.push_back({NsType::pid, ""});
-    if (!s.host.ipc) c.namespaces.push_back({NsType::ipc, ""});
-    if (!s.host.uts) c.namespaces.push_back({NsType::uts, ""});
-    if (!s.host.net) c.namespaces.push_back({NsType::net, ""});
-    if (!s.host.uts) c.hostname = s.name;
-
-    constexpr unsigned long safe = MS_NOSUID | MS_NODEV | MS_NOEXEC;
-    c.mounts.push_back(mnt("/proc", "proc", "proc", safe));
-    c.mounts.push_back(mnt("/dev", "tmpfs", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k"));
-    c.mounts.push_back(mnt("/dev/pts", "devpts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620"));
-    c.mounts.push_back(mnt("/dev/shm", "tmpfs", "shm", safe, "mode=1777,size=65536k"));
-    c.mounts.push_back(mnt("/dev/mqueue", "mqueue", "mqueue", safe));
-    // (In a user namespace that shares the host's network the runtime binds the host's /sys
-    // read-only instead: only the network namespace's owner may mount sysfs.)
-    c.mounts.push_back(mnt("/sys", "sysfs", "sysfs", safe | MS_RDONLY));
-    // A delegated subtree is the service's to manage: its cgroup namespace's root, writable.
-    c.mounts.push_back(mnt("/sys/fs/cgroup", "cgroup", "cgroup", safe | MS_RELATIME | (s.delegate_cgroup ? 0 : MS_RDONLY)));
-    for (const auto& m : s.mounts) {
-        if (m.type == "tmpfs") {
-            c.mounts.push_back(mnt(m.destination.c_str(), "tmpfs", "tmpfs", MS_NOSUID | MS_NODEV | (m.read_only ? MS_RDONLY : 0),
-                                   m.options.c_str()));
-            continue;
-        }
-        // Checked here, mounted by path in the container's own mount namespace (a bind from
-        // this descriptor would cross namespaces, which the kernel refuses).
-        auto src = open_mount_source(s, m.source, ctx);
-        if (!src) return wrap(s.file, src.error());
-        c.mounts.push_back(mnt(m.destination.c_str(), "bind", m.source.c_str(),
-                               MS_BIND | MS_REC | MS_NOSUID | MS_NODEV | (m.read_only ? MS_RDONLY : 0)));
-        // The runtime opens it again the same way when it mounts: a link planted in between
-        // is refused there too.
-        c.mounts.back().source_beneath = mount_source_root(s, m.source, ctx);
-    }
-    for (const auto& d : s.devices) {
-        if (::stat(d.c_str(), &st) < 0) return sys_error(fmt::format("{}: device {}", s.file, d));
-        if (!S_ISCHR(st.st_mode) && !S_ISBLK(st.st_mode)) return plain_error(fmt::format("{}: {} is not a device", s.file, d));
-        runtime::Device dev;
-        dev.path = d;
-        dev.type = S_ISCHR(st.st_mode) ? 'c' : 'b';
-        dev.major = major(st.st_rdev);
-        dev.minor = minor(st.st_rdev);
-        dev.mode = st.st_mode & 0777;
-        dev.uid = st.st_uid;
-        dev.gid = st.st_gid;
-        c.devices.push_back(dev);
-    }
-    // A nested runtime (a delegated cgroup) must be able to mount /proc for its own
-    // containers, and the kernel allows that in a user namespace only while an unmasked /proc
-    // is visible (mount_too_revealing). What the masks hide is out of its reach anyway: its
-    // root is an unprivileged host uid with no capability in the initial user namespace
-    // (kcore needs CAP_SYS_RAWIO there, sysrq-trigger and most of /proc/sys CAP_SYS_ADMIN).
-    if (!s.delegate_cgroup || !s.user_namespace.enabled) {
-    c.masked_paths = {"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-                      "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"};
-    c.readonly_paths = {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"};
-    }
-    c.resources = s.resources;
-    c.cgroup_path = ctx.cgroup_prefix + s.name;
-    if (!s.privileged) {
-        auto prof = runtime::seccomp::load_profile(ctx.seccomp_profile, caps);
-        if (!prof) return prof.error();
-        c.seccomp = std::move(*prof);
-    }
-    return c;
 }
 
 } // namespace keel::service

@@ -6,6 +6,7 @@
 #include <signal.h>
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -96,7 +97,24 @@ struct ContainerContext {
     std::string cgroup_prefix = "keel/system/"; // the user instance: "workloads/"
     bool allow_privileged = false;
 };
-// The container keeld runs for a service.
+// What the host says about a service, asked by prepare_host(): what translate() needs and
+// cannot know from the file alone.
+struct HostFacts {
+    uint32_t uid = 0, gid = 0;                      // user and group, from the image's own files
+    std::vector<runtime::Device> devices;           // the service's devices, as stat(2) found them
+    std::optional<runtime::SeccompProfile> seccomp; // the profile with its capabilities (unprivileged)
+    int last_cap = -1; // the kernel's highest (runtime::caps::last_cap()): a privileged service gets 0..last_cap
+};
+// Asks the host, in the order the checks have always run (the first error reported stays the
+// same): the image exists, the user and group in it, each bind source (created, and chowned
+// to a user namespace's root, when it lies beneath keeld's run or state directory), each
+// device, the seccomp profile. keeld calls it, then translate().
+Result<HostFacts> prepare_host(const ServiceSpec& s, const ContainerContext& ctx);
+// The container for a service, from the service and prepare_host()'s answers only: no file
+// is read, created or looked at. Fails only on what the service alone refuses (privileged
+// without allow_privileged, a user namespace without a range).
+Result<runtime::ContainerSpec> translate(const ServiceSpec& s, const ContainerContext& ctx, const HostFacts& facts);
+// Both: the container keeld runs for a service.
 Result<runtime::ContainerSpec> to_container(const ServiceSpec& s, const ContainerContext& ctx);
 
 } // namespace keel::service
