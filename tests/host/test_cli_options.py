@@ -70,6 +70,7 @@ class WorkloadOptionsTest(unittest.TestCase):
     setUp = test_user_runtime.UserRuntimeTest.setUp
     tearDown = test_user_runtime.UserRuntimeTest.tearDown
     keel = test_user_runtime.UserRuntimeTest.keel
+    keeld_log = test_user_runtime.UserRuntimeTest.keeld_log
 
     def test_kill_signal_given_inline_is_the_one_sent(self):
         # TERM ends the workload with 42; keel kill's default, KILL, would make it 137. The
