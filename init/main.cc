@@ -10,7 +10,8 @@
 
 int main(int argc, char** argv) {
     std::string_view self = argc > 0 && argv[0] ? argv[0] : "keel";
-    if (auto slash = self.rfind('/'); slash != std::string_view::npos) self.remove_prefix(slash + 1);
+    if (auto slash = self.rfind('/'); slash != std::string_view::npos)
+        self.remove_prefix(slash + 1);
     if (self == "keel" || self == "ros" || self.empty()) return keel::cli::main(argc, argv);
     if (self == "init" || self == "keel-init") return keel::pid1::init_main(argc, argv);
     if (self == "keeld") return keel::keeld::keeld_main(argc, argv);

@@ -25,9 +25,9 @@ struct Check {
     std::string section; // "host", "system", "workloads"
     std::string target;  // the container, or empty for the host
     Level level = Level::pass;
-    std::string title;   // what is checked: "kernel.kptr_restrict = 2"
-    std::string detail;  // what was found, when it adds something
-    std::string fix;     // WARN: what to change
+    std::string title;  // what is checked: "kernel.kptr_restrict = 2"
+    std::string detail; // what was found, when it adds something
+    std::string fix;    // WARN: what to change
 };
 nlohmann::json to_json(const Check& c);
 
@@ -57,8 +57,9 @@ struct SocketFile {
 
 struct HostFacts {
     std::vector<std::pair<std::string, std::string>> sysctl_profile; // key, wanted value
-    std::map<std::string, std::optional<std::string>> sysctl_actual; // key -> value (nullopt: no such key)
-    std::string cmdline;                     // /proc/cmdline
+    std::map<std::string, std::optional<std::string>>
+        sysctl_actual;   // key -> value (nullopt: no such key)
+    std::string cmdline; // /proc/cmdline
     // From /etc/keel/cmdline.yml: words the command line must have, and those that weaken it
     // (a key alone matches any value of it).
     std::vector<std::string> hardening_params, weakening_params;
@@ -83,7 +84,6 @@ struct HostFacts {
 
 std::vector<Check> host_checks(const HostFacts& f);
 
-
 // ---- containers ----------------------------------------------------------------------------
 
 struct MountFact {
@@ -94,20 +94,21 @@ struct MountFact {
 
 struct ContainerFacts {
     std::string name;
-    bool workload = false;      // user runtime (section "workloads") or system service ("system")
-    bool running = false;       // facts read from the kernel (else from the definition)
-    std::string file;           // the service file (system) or "keel run" (workloads)
+    bool workload = false; // user runtime (section "workloads") or system service ("system")
+    bool running = false;  // facts read from the kernel (else from the definition)
+    std::string file;      // the service file (system) or "keel run" (workloads)
     bool privileged = false;
     std::vector<std::string> capabilities; // effective, "CAP_NET_ADMIN"
     bool own_user_namespace = false;
-    std::string host_uid;                  // its root's uid on the host, when known
-    std::set<std::string> shared_namespaces; // of net, pid, ipc, uts: shared with the runtime's host
+    std::string host_uid; // its root's uid on the host, when known
+    std::set<std::string>
+        shared_namespaces; // of net, pid, ipc, uts: shared with the runtime's host
     bool seccomp = true;
     bool no_new_privs = true;
     bool read_only_root = true;
     std::optional<int64_t> memory_max, pids_max;
     std::vector<MountFact> mounts;
-    std::string restart;       // no, on-failure, always
+    std::string restart; // no, on-failure, always
     int restart_limit = 0;
 };
 

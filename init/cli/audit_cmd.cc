@@ -16,7 +16,9 @@ static audit::Check from_json(const json& j) {
     c.section = j.value("section", "");
     c.target = j.value("target", "");
     std::string level = j.value("level", "INFO");
-    c.level = level == "PASS" ? audit::Level::pass : level == "WARN" ? audit::Level::warn : audit::Level::info;
+    c.level = level == "PASS"   ? audit::Level::pass
+              : level == "WARN" ? audit::Level::warn
+                                : audit::Level::info;
     c.title = j.value("title", "");
     c.detail = j.value("detail", "");
     c.fix = j.value("fix", "");
@@ -35,12 +37,14 @@ int audit_main(const std::vector<std::string>& args) {
     }
     bool as_json = a->flag("json"), verbose = a->flag("verbose");
     if (a->flag("help")) {
-        std::puts("usage: keel audit [--json] [-v]\n\n"
-                  "  Checks the host, every system service and every workload; [PASS], [WARN] (with\n"
-                  "  what to change) and [INFO] lines, then Checks: N  Score: M (+1 pass, -1 warn).\n"
-                  "  -v       every check on its own line (passes are folded by group otherwise)\n"
-                  "  --json   the same as JSON\n"
-                  "  Exit status: 0 without warnings, 1 with, 2 when the system runtime cannot be asked.");
+        std::puts(
+            "usage: keel audit [--json] [-v]\n\n"
+            "  Checks the host, every system service and every workload; [PASS], [WARN] (with\n"
+            "  what to change) and [INFO] lines, then Checks: N  Score: M (+1 pass, -1 warn).\n"
+            "  -v       every check on its own line (passes are folded by group otherwise)\n"
+            "  --json   the same as JSON\n"
+            "  Exit status: 0 without warnings, 1 with, 2 when the system runtime cannot be "
+            "asked.");
         return 0;
     }
     auto sys = system_request({{"cmd", "audit"}});
@@ -49,10 +53,12 @@ int audit_main(const std::vector<std::string>& args) {
         return 2;
     }
     std::vector<audit::Check> checks;
-    for (const auto& j : (*sys)["checks"]) checks.push_back(from_json(j));
+    for (const auto& j : (*sys)["checks"])
+        checks.push_back(from_json(j));
     auto user = user_request({{"cmd", "audit"}});
     if (user) {
-        for (const auto& j : (*user)["checks"]) checks.push_back(from_json(j));
+        for (const auto& j : (*user)["checks"])
+            checks.push_back(from_json(j));
         if ((*user)["checks"].empty())
             checks.push_back({"5", "workloads", "", audit::Level::pass, "no workloads", "", ""});
     } else {
@@ -62,9 +68,15 @@ int audit_main(const std::vector<std::string>& args) {
     audit::Summary s = audit::summarize(checks);
     if (as_json) {
         json out = json::array();
-        for (const auto& c : checks) out.push_back(audit::to_json(c));
+        for (const auto& c : checks)
+            out.push_back(audit::to_json(c));
         json j = {{"checks", out},
-                  {"summary", {{"checks", s.checks}, {"score", s.score()}, {"pass", s.pass}, {"warn", s.warn}, {"info", s.info}}}};
+                  {"summary",
+                   {{"checks", s.checks},
+                    {"score", s.score()},
+                    {"pass", s.pass},
+                    {"warn", s.warn},
+                    {"info", s.info}}}};
         std::puts(j.dump(2).c_str());
     } else {
         std::fputs(audit::render(checks, verbose).c_str(), stdout);

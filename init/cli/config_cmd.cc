@@ -45,8 +45,8 @@ int config_main(const std::vector<std::string>& argv) {
     };
     if (cmd == "keys") {
         for (const auto& k : config::keys())
-            std::printf("%-22s %-8s %s\n", k.key.c_str(), k.default_yaml.empty() ? "-" : k.default_yaml.c_str(),
-                        k.help.c_str());
+            std::printf("%-22s %-8s %s\n", k.key.c_str(),
+                        k.default_yaml.empty() ? "-" : k.default_yaml.c_str(), k.help.c_str());
         return 0;
     }
     if (cmd == "get") {
@@ -65,7 +65,8 @@ int config_main(const std::vector<std::string>& argv) {
         if (auto v = config::value_for(args[1], args[2]); !v) return fail(v.error().str());
         auto r = system_request({{"cmd", "config_set"}, {"key", args[1]}, {"value", args[2]}});
         if (!r) return fail(r.error().str());
-        std::printf("%s = %s (takes effect %s)\n", args[1].c_str(), (*r)["value"].get<std::string>().c_str(),
+        std::printf("%s = %s (takes effect %s)\n", args[1].c_str(),
+                    (*r)["value"].get<std::string>().c_str(),
                     (*r)["applies"].get<std::string>().c_str());
         return 0;
     }
@@ -88,7 +89,8 @@ int config_main(const std::vector<std::string>& argv) {
         if (int e = need(0, "no arguments")) return e;
         auto r = system_request({{"cmd", "config_export"}});
         if (!r) return fail(r.error().str());
-        if (r->contains("warning")) std::fprintf(stderr, "keel: %s\n", (*r)["warning"].get<std::string>().c_str());
+        if (r->contains("warning"))
+            std::fprintf(stderr, "keel: %s\n", (*r)["warning"].get<std::string>().c_str());
         std::fputs((*r)["yaml"].get<std::string>().c_str(), stdout);
         return 0;
     }

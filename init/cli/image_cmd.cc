@@ -51,8 +51,9 @@ int image_main(const std::vector<std::string>& argv) {
     }
     const std::string& cmd = args[0];
     bool listing = cmd == "list" || cmd == "ls";
-    auto sub = Options::parse({"image " + cmd, listing ? std::vector<OptionSpec>{{"json"}} : std::vector<OptionSpec>{}},
-                              std::vector<std::string>(args.begin() + 1, args.end()));
+    auto sub = Options::parse(
+        {"image " + cmd, listing ? std::vector<OptionSpec>{{"json"}} : std::vector<OptionSpec>{}},
+        std::vector<std::string>(args.begin() + 1, args.end()));
     if (!sub) return fail("image " + cmd + ": " + sub.error().str(), 2);
     const std::vector<std::string>& rest = sub->positional();
     if (cmd == "import" || cmd == "load") {
@@ -62,9 +63,10 @@ int image_main(const std::vector<std::string>& argv) {
         auto r = user_request({{"cmd", "image_import"}, {"file", rest[0]}}, f.get());
         if (!r) return fail(r.error().str());
         for (const auto& img : (*r)["images"])
-            std::printf("imported %s (sha256:%s, %zu layer%s)\n", join(img["names"].get<std::vector<std::string>>(), ", ").c_str(),
-                        img["id"].get<std::string>().substr(0, 12).c_str(), img["layers"].get<size_t>(),
-                        img["layers"].get<size_t>() == 1 ? "" : "s");
+            std::printf("imported %s (sha256:%s, %zu layer%s)\n",
+                        join(img["names"].get<std::vector<std::string>>(), ", ").c_str(),
+                        img["id"].get<std::string>().substr(0, 12).c_str(),
+                        img["layers"].get<size_t>(), img["layers"].get<size_t>() == 1 ? "" : "s");
         return 0;
     }
     if (listing) {
@@ -83,9 +85,10 @@ int image_main(const std::vector<std::string>& argv) {
             std::vector<std::string> names = img["names"].get<std::vector<std::string>>();
             if (names.empty()) names.push_back(first_name(img));
             for (const auto& n : names)
-                std::printf("%-32s %-12s %-10s %-7zu %s\n", n.c_str(), img["id"].get<std::string>().substr(0, 12).c_str(),
-                            human_size(img.value("size", int64_t(0))).c_str(), img["layers"].get<size_t>(),
-                            created ? age(created).c_str() : "-");
+                std::printf("%-32s %-12s %-10s %-7zu %s\n", n.c_str(),
+                            img["id"].get<std::string>().substr(0, 12).c_str(),
+                            human_size(img.value("size", int64_t(0))).c_str(),
+                            img["layers"].get<size_t>(), created ? age(created).c_str() : "-");
         }
         return 0;
     }

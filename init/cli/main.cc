@@ -40,25 +40,30 @@ static int dispatch(int argc, char** argv) {
     if (cmd == "config") return config_main(rest);
     if (cmd == "run") return run_main(rest);
     if (cmd == "exec") return exec_main(rest);
-    if (cmd == "image" || cmd == "images") return image_main(cmd == "images" ? std::vector<std::string>{"list"} : rest);
+    if (cmd == "image" || cmd == "images")
+        return image_main(cmd == "images" ? std::vector<std::string>{"list"} : rest);
     if (cmd == "info") {
         // Each runtime daemon's own footprint, as JSON lines (scripts/bench-*).
         int rc = 0;
         for (bool user : {false, true}) {
             auto r = user ? user_request({{"cmd", "info"}}) : system_request({{"cmd", "info"}});
-            if (r) std::puts(r->dump().c_str());
-            else rc = 1;
+            if (r)
+                std::puts(r->dump().c_str());
+            else
+                rc = 1;
         }
         return rc;
     }
-    if (cmd == "ps" || cmd == "stop" || cmd == "kill" || cmd == "rm" || cmd == "logs") return workload_main(cmd, rest);
+    if (cmd == "ps" || cmd == "stop" || cmd == "kill" || cmd == "rm" || cmd == "logs")
+        return workload_main(cmd, rest);
     if (cmd == "os") return os_main(rest);
     if (cmd == "audit") return audit_main(rest);
     if (cmd == "version" || cmd == "--version") {
         std::printf("keel %s\n", KEEL_VERSION);
         return 0;
     }
-    std::string near = closest(cmd, {"runtime", "service", "config", "run", "exec", "image", "audit", "ps", "stop", "kill", "rm", "logs", "os", "version"});
+    std::string near = closest(cmd, {"runtime", "service", "config", "run", "exec", "image",
+                                     "audit", "ps", "stop", "kill", "rm", "logs", "os", "version"});
     std::fprintf(stderr, "keel: unknown command '%s'%s\n%s", cmd.c_str(),
                  near.empty() ? "" : fmt::format(" (did you mean '{}'?)", near).c_str(), kUsage);
     return 2;

@@ -49,8 +49,8 @@ OCI runtime commands (a runc-compatible subset) on bundles of config.json + root
 
 static Result<std::string> one_id(const Options& a, const char* cmd) {
     if (a.positional().size() != 1)
-        return plain_error(fmt::format("{} needs exactly one container id (got {})", cmd,
-                                       a.positional().size()));
+        return plain_error(
+            fmt::format("{} needs exactly one container id (got {})", cmd, a.positional().size()));
     return a.positional()[0];
 }
 
@@ -101,7 +101,8 @@ static int cmd_kill(RuntimeContext& ctx, const std::vector<std::string>& argv) {
     auto a = Options::parse(runc_verb("kill", {{"all", "a"}}), argv);
     if (!a) return fail("kill: " + a.error().str());
     const auto& pos = a->positional();
-    if (pos.empty() || pos.size() > 2) return fail("kill needs a container id and optionally a signal");
+    if (pos.empty() || pos.size() > 2)
+        return fail("kill needs a container id and optionally a signal");
     std::string sig_name = pos.size() == 2 ? pos[1] : "TERM";
     int sig = signal_number(sig_name);
     if (sig < 0) return fail(fmt::format("kill: unknown signal '{}'", sig_name));
@@ -123,7 +124,8 @@ static int cmd_kill(RuntimeContext& ctx, const std::vector<std::string>& argv) {
 static bool wait_gone(int pidfd, int timeout_ms) {
     pollfd p{pidfd, POLLIN, 0};
     int r;
-    do r = ::poll(&p, 1, timeout_ms);
+    do
+        r = ::poll(&p, 1, timeout_ms);
     while (r < 0 && errno == EINTR);
     return r > 0;
 }
@@ -138,17 +140,21 @@ static int cmd_delete(RuntimeContext& ctx, const std::vector<std::string>& argv)
     Phase phase = runtime::state::phase_of(ctx.store, *st);
     if (phase != Phase::stopped) {
         if (!a->flag("force"))
-            return fail(fmt::format("cannot delete container {}: it is {} (stop it first, or use --force)",
-                                    *id, runtime::state::phase_name(phase)));
+            return fail(
+                fmt::format("cannot delete container {}: it is {} (stop it first, or use --force)",
+                            *id, runtime::state::phase_name(phase)));
         if (Fd pidfd = runtime::state::open_process(*st)) {
             ::syscall(SYS_pidfd_send_signal, pidfd.get(), SIGKILL, nullptr, 0);
             if (!wait_gone(pidfd.get(), 10000))
-                return fail(fmt::format("delete {}: process {} did not die after SIGKILL", *id, st->pid));
+                return fail(
+                    fmt::format("delete {}: process {} did not die after SIGKILL", *id, st->pid));
         }
     }
     // The cgroup goes first: it kills whatever the container left behind.
-    if (auto s = runtime::cgroup::destroy(st->cgroup); !s) return fail(fmt::format("delete {}: {}", *id, s.error().str()));
-    if (auto s = ctx.store.remove(*id); !s) return fail(fmt::format("delete {}: {}", *id, s.error().str()));
+    if (auto s = runtime::cgroup::destroy(st->cgroup); !s)
+        return fail(fmt::format("delete {}: {}", *id, s.error().str()));
+    if (auto s = ctx.store.remove(*id); !s)
+        return fail(fmt::format("delete {}: {}", *id, s.error().str()));
     return 0;
 }
 
@@ -168,9 +174,11 @@ static int cmd_list(RuntimeContext& ctx, const std::vector<std::string>& argv) {
         if (a->flag("quiet")) {
             std::puts(id.c_str());
         } else if (format == "json") {
-            all.push_back(nlohmann::ordered_json::parse(runtime::state::to_json(*st, phase, false)));
+            all.push_back(
+                nlohmann::ordered_json::parse(runtime::state::to_json(*st, phase, false)));
         } else {
-            rows.push_back({id, std::to_string(pid), runtime::state::phase_name(phase), st->bundle, st->created});
+            rows.push_back({id, std::to_string(pid), runtime::state::phase_name(phase), st->bundle,
+                            st->created});
         }
     }
     if (a->flag("quiet")) return 0;
@@ -180,7 +188,8 @@ static int cmd_list(RuntimeContext& ctx, const std::vector<std::string>& argv) {
     }
     std::vector<size_t> width(rows[0].size(), 0);
     for (const auto& r : rows)
-        for (size_t i = 0; i < r.size(); ++i) width[i] = std::max(width[i], r[i].size());
+        for (size_t i = 0; i < r.size(); ++i)
+            width[i] = std::max(width[i], r[i].size());
     for (const auto& r : rows) {
         std::string line;
         for (size_t i = 0; i < r.size(); ++i)

@@ -54,7 +54,8 @@ Result<Prepared> prepare(const Options& a, const char* cmd, bool attach_terminal
     p.id = a.positional()[0];
     KEEL_TRY(runtime::state::check_id(p.id));
     if (a.flag("no-pivot"))
-        return plain_error("--no-pivot is not supported: keel always pivots (or moves the root on an initramfs)");
+        return plain_error(
+            "--no-pivot is not supported: keel always pivots (or moves the root on an initramfs)");
     char real[PATH_MAX];
     std::string bundle = a.value_or("bundle", ".");
     if (!::realpath(bundle.c_str(), real)) return sys_error("bundle " + bundle);
@@ -66,11 +67,13 @@ Result<Prepared> prepare(const Options& a, const char* cmd, bool attach_terminal
     if (auto n = a.value("preserve-fds")) {
         int count = std::atoi(n->c_str());
         if (count < 0 || count > 1000) return plain_error("--preserve-fds: invalid count " + *n);
-        for (int fd = 3; fd < 3 + count; ++fd) p.spec.extra_fds.push_back(fd);
+        for (int fd = 3; fd < 3 + count; ++fd)
+            p.spec.extra_fds.push_back(fd);
     }
     if (p.spec.terminal) {
         if (!attach_terminal && !a.value("console-socket"))
-            return plain_error("process.terminal is true: --console-socket is required with " + std::string(cmd));
+            return plain_error("process.terminal is true: --console-socket is required with " +
+                               std::string(cmd));
         // Made inside the container, in its devpts, as runc does: `tty` there names it.
         p.spec.console = true;
     } else if (a.value("console-socket")) {
@@ -89,7 +92,8 @@ Status write_pid_file(const Options& a, pid_t pid) {
     auto path = a.value("pid-file");
     if (!path) return {};
     // runc writes it atomically too: a reader never sees an empty file.
-    if (!write_file_atomic(*path, std::to_string(pid), 0644, Durability::volatile_)) return sys_error("write pid file " + *path);
+    if (!write_file_atomic(*path, std::to_string(pid), 0644, Durability::volatile_))
+        return sys_error("write pid file " + *path);
     return {};
 }
 
@@ -127,7 +131,8 @@ Result<Container> launch(RuntimeContext& ctx, Prepared& p, const Options& a, boo
     st.created = runtime::state::now_rfc3339();
     Status s = ctx.store.save(st);
     if (s) s = write_pid_file(a, c->pid());
-    if (s && p.console && a.value("console-socket")) s = send_console(*a.value("console-socket"), p.console.get());
+    if (s && p.console && a.value("console-socket"))
+        s = send_console(*a.value("console-socket"), p.console.get());
     if (!s) {
         (void)c->stop(SIGKILL, std::chrono::milliseconds(0));
         (void)c->cleanup();
@@ -147,7 +152,8 @@ int supervise(Container& c, Prepared& p, const sigset_t& forwarded) {
     }
     bool stdin_open = bool(p.console);
     for (;;) {
-        pollfd fds[4] = {{c.pidfd(), POLLIN, 0}, {sigfd.get(), POLLIN, 0}, {-1, POLLIN, 0}, {-1, POLLIN, 0}};
+        pollfd fds[4] = {
+            {c.pidfd(), POLLIN, 0}, {sigfd.get(), POLLIN, 0}, {-1, POLLIN, 0}, {-1, POLLIN, 0}};
         if (p.console) {
             fds[2].fd = p.console.get();
             fds[3].fd = stdin_open ? 0 : -1;
@@ -156,8 +162,10 @@ int supervise(Container& c, Prepared& p, const sigset_t& forwarded) {
         if (fds[1].revents & POLLIN) {
             signalfd_siginfo si{};
             while (::read(sigfd.get(), &si, sizeof si) == sizeof si) {
-                if (si.ssi_signo == SIGWINCH && p.console) copy_window_size(0, p.console.get());
-                else (void)c.signal(static_cast<int>(si.ssi_signo));
+                if (si.ssi_signo == SIGWINCH && p.console)
+                    copy_window_size(0, p.console.get());
+                else
+                    (void)c.signal(static_cast<int>(si.ssi_signo));
             }
         }
         char buf[8192];
@@ -167,8 +175,10 @@ int supervise(Container& c, Prepared& p, const sigset_t& forwarded) {
         }
         if (fds[3].revents & (POLLIN | POLLHUP)) {
             ssize_t n = ::read(0, buf, sizeof buf);
-            if (n <= 0) stdin_open = false;
-            else (void)!::write(p.console.get(), buf, static_cast<size_t>(n));
+            if (n <= 0)
+                stdin_open = false;
+            else
+                (void)!::write(p.console.get(), buf, static_cast<size_t>(n));
         }
         if (fds[0].revents & POLLIN) break;
     }
@@ -189,14 +199,17 @@ int supervise(Container& c, Prepared& p, const sigset_t& forwarded) {
 int runtime_create(RuntimeContext& ctx, const std::vector<std::string>& argv) {
     auto a = Options::parse(create_verb("create"), argv);
     if (!a) return fail("create: " + a.error().str(), 125);
-    if (a->flag("detach") || a->flag("keep")) return fail("create: --detach and --keep belong to run", 125);
+    if (a->flag("detach") || a->flag("keep"))
+        return fail("create: --detach and --keep belong to run", 125);
     if (auto s = runtime::reexec_from_sealed_memfd(ctx.argv); !s) return fail(s.error().str(), 125);
     auto p = prepare(*a, "create", false);
     if (!p) return fail("create: " + p.error().str(), 125);
     runtime::StartError why;
     auto c = launch(ctx, *p, *a, true, true, why);
-    if (!c) return fail(fmt::format("create {}: {}", p->id, why.stage.empty() ? c.error().str() : why.str()),
-                        start_failure_code(why));
+    if (!c)
+        return fail(
+            fmt::format("create {}: {}", p->id, why.stage.empty() ? c.error().str() : why.str()),
+            start_failure_code(why));
     c->detach();
     return 0;
 }
@@ -213,13 +226,16 @@ int runtime_run(RuntimeContext& ctx, const std::vector<std::string>& argv) {
     // and the signalfd; the child unblocks them before exec.
     sigset_t forwarded, previous;
     sigfillset(&forwarded);
-    for (int s : {SIGKILL, SIGSTOP, SIGCHLD, SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT}) sigdelset(&forwarded, s);
+    for (int s : {SIGKILL, SIGSTOP, SIGCHLD, SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT})
+        sigdelset(&forwarded, s);
     if (!detach) ::sigprocmask(SIG_BLOCK, &forwarded, &previous);
 
     runtime::StartError why;
     auto c = launch(ctx, *p, *a, false, !detach, why);
-    if (!c) return fail(fmt::format("run {}: {}", p->id, why.stage.empty() ? c.error().str() : why.str()),
-                        start_failure_code(why));
+    if (!c)
+        return fail(
+            fmt::format("run {}: {}", p->id, why.stage.empty() ? c.error().str() : why.str()),
+            start_failure_code(why));
     if (detach) {
         c->detach();
         return 0;

@@ -7,9 +7,9 @@
 
 #include <fmt/format.h>
 
+#include "cli/commands.h"
 #include "cli/options.h"
 #include "common/sizes.h"
-#include "cli/commands.h"
 #include "keeld/protocol.h"
 
 namespace keel::cli {
@@ -29,7 +29,8 @@ static const char* kServiceUsage = R"(usage: keel service COMMAND
 
 // A whole non-negative number, or nothing (std::stoi would throw on "abc" and take "5x").
 static std::optional<int> count(const std::string& s) {
-    if (s.empty() || s.size() > 9 || s.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
+    if (s.empty() || s.size() > 9 || s.find_first_not_of("0123456789") != std::string::npos)
+        return std::nullopt;
     return std::stoi(s);
 }
 
@@ -38,7 +39,8 @@ static std::string resources_line(const json& r) {
     auto add = [&](const std::string& x) { out += (out.empty() ? "" : ", ") + x; };
     if (r.contains("memory")) add("memory " + format_size(r["memory"].get<int64_t>()));
     if (r.contains("pids")) add(fmt::format("pids {}", r["pids"].get<int64_t>()));
-    if (r.contains("cpu_quota_us")) add(fmt::format("cpu {:.2f}", double(r["cpu_quota_us"].get<int64_t>()) / 100000.0));
+    if (r.contains("cpu_quota_us"))
+        add(fmt::format("cpu {:.2f}", double(r["cpu_quota_us"].get<int64_t>()) / 100000.0));
     return out.empty() ? "no limits" : out;
 }
 
@@ -67,14 +69,16 @@ Result<json> system_request(const json& req) {
 // Each subcommand's options. An unknown subcommand gets none: its name is the error.
 static VerbSpec service_verb(const std::string& cmd) {
     const OptionSpec as_json{"json", "", false, false, {}, "as JSON"};
-    if (cmd == "list") return {"service list", {as_json, {"ros", "", false, false, {}, "ENABLED NAME only"}}};
+    if (cmd == "list")
+        return {"service list", {as_json, {"ros", "", false, false, {}, "ENABLED NAME only"}}};
     if (cmd == "status") return {"service status", {as_json}};
     if (cmd == "logs")
         return {"service logs",
                 {{"lines", "n", true, false, {}, "how many recent lines (default 50)"},
                  {"follow", "f", false, false, {}, "then follow the output"}}};
     if (cmd == "start" || cmd == "stop" || cmd == "restart" || cmd == "enable" || cmd == "disable")
-        return {"service " + cmd, {{"timeout", "t", true, false, {}, "the stop timeout before SIGKILL, in seconds"}}};
+        return {"service " + cmd,
+                {{"timeout", "t", true, false, {}, "the stop timeout before SIGKILL, in seconds"}}};
     return {"service " + cmd, {}};
 }
 
@@ -88,15 +92,18 @@ static int list_services(const Options& o) {
     }
     if (o.flag("ros")) {
         for (const auto& s : all)
-            std::printf("%-9s %s\n", s["enabled"].get<bool>() ? "enabled" : "disabled", s["name"].get<std::string>().c_str());
+            std::printf("%-9s %s\n", s["enabled"].get<bool>() ? "enabled" : "disabled",
+                        s["name"].get<std::string>().c_str());
         return 0;
     }
-    std::printf("%-9s %-14s %-11s %-7s %-8s %s\n", "ENABLED", "NAME", "STATE", "PID", "UPTIME", "RESTARTS");
+    std::printf("%-9s %-14s %-11s %-7s %-8s %s\n", "ENABLED", "NAME", "STATE", "PID", "UPTIME",
+                "RESTARTS");
     for (const auto& s : all) {
         int pid = s["pid"].get<int>();
         std::printf("%-9s %-14s %-11s %-7s %-8s %d\n", s["enabled"].get<bool>() ? "yes" : "no",
                     s["name"].get<std::string>().c_str(), s["state"].get<std::string>().c_str(),
-                    pid ? std::to_string(pid).c_str() : "-", pid ? uptime(s["uptime_s"].get<int64_t>()).c_str() : "-",
+                    pid ? std::to_string(pid).c_str() : "-",
+                    pid ? uptime(s["uptime_s"].get<int64_t>()).c_str() : "-",
                     s["restarts"].get<int>());
         std::string e = s["error"].get<std::string>();
         if (!e.empty() && s["state"] != "running") std::printf("          %s\n", e.c_str());
@@ -114,14 +121,18 @@ static int show_status(const Options& o, const std::string& name, const json& re
     }
     std::printf("%s: %s%s\n", name.c_str(), s["state"].get<std::string>().c_str(),
                 s["enabled"].get<bool>() ? " (enabled)" : " (disabled)");
-    if (s["pid"].get<int>()) std::printf("  pid:           %d, up %s\n", s["pid"].get<int>(), uptime(s["uptime_s"].get<int64_t>()).c_str());
+    if (s["pid"].get<int>())
+        std::printf("  pid:           %d, up %s\n", s["pid"].get<int>(),
+                    uptime(s["uptime_s"].get<int64_t>()).c_str());
     std::printf("  restarts:      %d\n", s["restarts"].get<int>());
-    if (!s["last_exit"].get<std::string>().empty()) std::printf("  last exit:     %s\n", s["last_exit"].get<std::string>().c_str());
+    if (!s["last_exit"].get<std::string>().empty())
+        std::printf("  last exit:     %s\n", s["last_exit"].get<std::string>().c_str());
     if (!s["error"].get<std::string>().empty() && s["error"] != s["last_exit"])
         std::printf("  reason:        %s\n", s["error"].get<std::string>().c_str());
     auto list = [](const json& j) {
         std::string out;
-        for (const auto& x : j) out += (out.empty() ? "" : " ") + x.get<std::string>();
+        for (const auto& x : j)
+            out += (out.empty() ? "" : " ") + x.get<std::string>();
         return out.empty() ? std::string("none") : out;
     };
     if (s.contains("image")) {
@@ -132,25 +143,31 @@ static int show_status(const Options& o, const std::string& name, const json& re
         if (s.contains("namespaces")) {
             std::string line;
             for (const auto& [t, v] : s["namespaces"].items())
-                line += (line.empty() ? "" : " ") +
-                        (v["shared_with_host"].get<bool>() ? t + ":host" : v["id"].get<std::string>());
+                line +=
+                    (line.empty() ? "" : " ") +
+                    (v["shared_with_host"].get<bool>() ? t + ":host" : v["id"].get<std::string>());
             std::printf("  namespaces:    %s\n", line.c_str());
         }
-        if (s.contains("host_uids")) std::printf("  host uids:     %s\n", list(s["host_uids"]).c_str());
+        if (s.contains("host_uids"))
+            std::printf("  host uids:     %s\n", list(s["host_uids"]).c_str());
         std::printf("  resources:     %s\n", resources_line(s["resources"]).c_str());
         std::printf("  recent log:\n");
-        for (const auto& l : s["log"]) std::printf("    %s\n", l.get<std::string>().c_str());
+        for (const auto& l : s["log"])
+            std::printf("    %s\n", l.get<std::string>().c_str());
     }
     return 0;
 }
 
 static int show_logs(const Options& o, const std::string& name, json req) {
     auto lines = count(o.value_or("lines", "50"));
-    if (!lines) return err("service logs: --lines needs a number, not '" + o.value_or("lines", "") + "'", 2);
+    if (!lines)
+        return err("service logs: --lines needs a number, not '" + o.value_or("lines", "") + "'",
+                   2);
     req["lines"] = *lines;
     auto r = system_request(req);
     if (!r) return err(r.error().str());
-    for (const auto& l : (*r)["lines"]) std::puts(l.get<std::string>().c_str());
+    for (const auto& l : (*r)["lines"])
+        std::puts(l.get<std::string>().c_str());
     if (!o.flag("follow")) return 0;
     // Follow: ask for what came after the last line seen, a few times a second, until
     // interrupted or keeld goes away.
@@ -160,17 +177,21 @@ static int show_logs(const Options& o, const std::string& name, json req) {
         ::usleep(250 * 1000);
         auto more = system_request({{"cmd", "logs"}, {"name", name}, {"since", next}});
         if (!more) return err(more.error().str());
-        for (const auto& l : (*more)["lines"]) std::puts(l.get<std::string>().c_str());
+        for (const auto& l : (*more)["lines"])
+            std::puts(l.get<std::string>().c_str());
         next = (*more).value("next", next);
     }
 }
 
 // start, stop, restart, enable, disable: the request, then how it ended.
-static int change_state(const Options& o, const std::string& cmd, const std::string& name, json req) {
+static int change_state(const Options& o, const std::string& cmd, const std::string& name,
+                        json req) {
     int wait_s = 35; // a start waits for readiness (keeld gives up at 30 s)
     if (auto t = o.value("timeout")) {
         auto n = count(*t);
-        if (!n) return err("service " + cmd + ": --timeout needs a number of seconds, not '" + *t + "'", 2);
+        if (!n)
+            return err("service " + cmd + ": --timeout needs a number of seconds, not '" + *t + "'",
+                       2);
         req["timeout"] = *n;
         wait_s = *n + 5;
     }
@@ -185,7 +206,8 @@ static int change_state(const Options& o, const std::string& cmd, const std::str
         if (cmd == "enable" || cmd == "start" || cmd == "restart")
             // "restarting" after a start means it failed and will try again: wait for the
             // retries to end in running, or in failed once the restart limit is reached.
-            return st != "stopping" && st != "starting" && st != "stopped" && st != "waiting" && st != "restarting";
+            return st != "stopping" && st != "starting" && st != "stopped" && st != "waiting" &&
+                   st != "restarting";
         return true;
     };
     json last = (*r)["service"];
@@ -197,11 +219,15 @@ static int change_state(const Options& o, const std::string& cmd, const std::str
         state = last["state"].get<std::string>();
         if (state == "disabled" && cmd == "enable") break;
     }
-    bool bad = state == "failed" || state == "invalid" || (state == "restarting" && cmd != "stop" && cmd != "disable");
+    bool bad = state == "failed" || state == "invalid" ||
+               (state == "restarting" && cmd != "stop" && cmd != "disable");
     std::string why = last.value("error", std::string());
     if (why.empty()) why = last.value("last_exit", std::string());
-    if (bad && !why.empty()) std::printf("%s: %s (%s; keel service logs %s)\n", name.c_str(), state.c_str(), why.c_str(), name.c_str());
-    else std::printf("%s: %s\n", name.c_str(), state.c_str());
+    if (bad && !why.empty())
+        std::printf("%s: %s (%s; keel service logs %s)\n", name.c_str(), state.c_str(), why.c_str(),
+                    name.c_str());
+    else
+        std::printf("%s: %s\n", name.c_str(), state.c_str());
     return bad ? 1 : 0;
 }
 
@@ -215,10 +241,12 @@ int service_main(const std::vector<std::string>& argv) {
         return asked ? 0 : 2;
     }
     std::string cmd = args[0];
-    auto a = Options::parse(service_verb(cmd), std::vector<std::string>(args.begin() + 1, args.end()));
+    auto a =
+        Options::parse(service_verb(cmd), std::vector<std::string>(args.begin() + 1, args.end()));
     if (!a) return err("service " + cmd + ": " + a.error().str(), 2);
     if (cmd == "list") return list_services(*a);
-    if (a->positional().size() != 1) return err(fmt::format("service {} needs one service name", cmd), 2);
+    if (a->positional().size() != 1)
+        return err(fmt::format("service {} needs one service name", cmd), 2);
     std::string name = a->positional()[0];
     json req = {{"cmd", cmd}, {"name", name}};
     if (cmd == "status") return show_status(*a, name, req);
@@ -237,7 +265,8 @@ int os_main(const std::vector<std::string>& argv) {
         std::printf("keel %s\n", KEEL_VERSION);
         if (FILE* f = std::fopen("/etc/keel-release", "r")) {
             char line[256];
-            while (std::fgets(line, sizeof line, f)) std::fputs(line, stdout);
+            while (std::fgets(line, sizeof line, f))
+                std::fputs(line, stdout);
             std::fclose(f);
         }
         return 0;
@@ -247,7 +276,8 @@ int os_main(const std::vector<std::string>& argv) {
         if (!r) return err(r.error().str());
         return 0;
     }
-    std::fputs("usage: keel os version|poweroff|reboot\n", cmd.empty() || cmd == "--help" ? stdout : stderr);
+    std::fputs("usage: keel os version|poweroff|reboot\n",
+               cmd.empty() || cmd == "--help" ? stdout : stderr);
     return cmd == "--help" ? 0 : 2;
 }
 

@@ -1,9 +1,9 @@
 #include "cli/terminal.h"
 
 #include <fcntl.h>
-#include <stdlib.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -25,7 +25,8 @@ Status send_console(const std::string& socket_path, int master) {
     if (::connect(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0)
         return sys_error("connect console socket " + socket_path);
     char name[] = "/dev/ptmx";
-    if (send_with_fd(sock.get(), name, sizeof name - 1, master) < 0) return sys_error("send console to " + socket_path);
+    if (send_with_fd(sock.get(), name, sizeof name - 1, master) < 0)
+        return sys_error("send console to " + socket_path);
     return {};
 }
 
@@ -56,14 +57,16 @@ void proxy_terminal(int master) noexcept {
     bool stdin_open = true;
     char buf[8192];
     for (;;) {
-        pollfd fds[3] = {{master, POLLIN, 0}, {stdin_open ? 0 : -1, POLLIN, 0}, {sigfd.get(), POLLIN, 0}};
+        pollfd fds[3] = {
+            {master, POLLIN, 0}, {stdin_open ? 0 : -1, POLLIN, 0}, {sigfd.get(), POLLIN, 0}};
         if (::poll(fds, 3, -1) < 0) {
             if (errno == EINTR) continue;
             break;
         }
         if (fds[2].revents & POLLIN) {
             signalfd_siginfo si{};
-            while (::read(sigfd.get(), &si, sizeof si) == sizeof si) copy_window_size(0, master);
+            while (::read(sigfd.get(), &si, sizeof si) == sizeof si)
+                copy_window_size(0, master);
         }
         if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
             // EIO: every slave is closed, the process (and whatever it started) is gone.
@@ -73,8 +76,10 @@ void proxy_terminal(int master) noexcept {
         }
         if (fds[1].revents & (POLLIN | POLLHUP | POLLERR)) {
             ssize_t n = ::read(0, buf, sizeof buf);
-            if (n <= 0) stdin_open = false; // EOF: the terminal's own ^D reaches the process
-            else (void)!::write(master, buf, size_t(n));
+            if (n <= 0)
+                stdin_open = false; // EOF: the terminal's own ^D reaches the process
+            else
+                (void)!::write(master, buf, size_t(n));
         }
     }
 }

@@ -14,9 +14,15 @@ std::string Error::str() const {
     return message + ": " + errno_name(code) + " (" + std::strerror(code) + ")";
 }
 
-Error sys_error(std::string what) { return Error{std::move(what), errno}; }
-Error sys_error(std::string what, int err) { return Error{std::move(what), err}; }
-Error plain_error(std::string what) { return Error{std::move(what), 0}; }
+Error sys_error(std::string what) {
+    return Error{std::move(what), errno};
+}
+Error sys_error(std::string what, int err) {
+    return Error{std::move(what), err};
+}
+Error plain_error(std::string what) {
+    return Error{std::move(what), 0};
+}
 
 Error wrap(const std::string& context, Error inner) {
     inner.message = context + ": " + inner.message;

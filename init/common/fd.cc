@@ -40,20 +40,23 @@ Fd open_at2(int dirfd, const char* path, int flags, uint64_t resolve) {
     how.resolve = resolve;
     long r;
     // EAGAIN: a rename or mount raced a '..' in the walk (RESOLVE_BENEATH/IN_ROOT); try again.
-    do r = ::syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+    do
+        r = ::syscall(SYS_openat2, dirfd, path, &how, sizeof how);
     while (r < 0 && (errno == EINTR || errno == EAGAIN));
     return Fd(r < 0 ? -1 : static_cast<int>(r));
 }
 
-Status read_file_in_root(const std::string& root, const std::string& path, std::string& out, size_t max) {
+Status read_file_in_root(const std::string& root, const std::string& path, std::string& out,
+                         size_t max) {
     out.clear();
     std::string what = "read " + root + path;
     Fd dir(::open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
     if (!dir) return sys_error("open " + root);
     // O_NONBLOCK: opening a FIFO does not wait for a writer; fstat then refuses it.
-    Fd fd = open_at2(dir.get(), path.c_str(), O_RDONLY | O_NONBLOCK | O_NOCTTY, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS);
+    Fd fd = open_at2(dir.get(), path.c_str(), O_RDONLY | O_NONBLOCK | O_NOCTTY,
+                     RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS);
     if (!fd) return sys_error(what);
-    struct stat st{};
+    struct stat st {};
     if (::fstat(fd.get(), &st) < 0) return sys_error(what);
     if (!S_ISREG(st.st_mode)) return plain_error(what + ": not a regular file");
     char buf[8192];
@@ -74,12 +77,14 @@ bool write_file(const char* path, const std::string& data) {
     Fd fd(::open(path, O_WRONLY | O_CLOEXEC));
     if (!fd) return false;
     ssize_t n;
-    do n = ::write(fd.get(), data.data(), data.size());
+    do
+        n = ::write(fd.get(), data.data(), data.size());
     while (n < 0 && errno == EINTR);
     return n == static_cast<ssize_t>(data.size());
 }
 
-bool write_file_atomic(const std::string& path, const std::string& data, unsigned mode, Durability d) {
+bool write_file_atomic(const std::string& path, const std::string& data, unsigned mode,
+                       Durability d) {
     std::string tmp = path + ".tmp." + std::to_string(::getpid());
     Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode));
     if (!fd) return false;
@@ -124,7 +129,8 @@ ssize_t send_with_fd(int sock, const void* data, size_t len, int fd) {
     cm->cmsg_len = CMSG_LEN(sizeof(int));
     std::memcpy(CMSG_DATA(cm), &fd, sizeof(int));
     ssize_t n;
-    do n = ::sendmsg(sock, &mh, MSG_NOSIGNAL);
+    do
+        n = ::sendmsg(sock, &mh, MSG_NOSIGNAL);
     while (n < 0 && errno == EINTR);
     return n;
 }

@@ -4,8 +4,8 @@
 #include <cstdint>
 
 #include <string>
-#include <vector>
 #include <utility>
+#include <vector>
 
 #include "common/error.h"
 
@@ -35,8 +35,8 @@ class Fd {
 };
 
 // openat2(2): `path` opened relative to `dirfd` under the RESOLVE_* rules in `resolve`
-// (O_CLOEXEC is always added; EINTR and EAGAIN are retried). Invalid, with errno set, on failure. The one
-// place the raw syscall is made: every path a container can influence is opened through it.
+// (O_CLOEXEC is always added; EINTR and EAGAIN are retried). Invalid, with errno set, on failure.
+// The one place the raw syscall is made: every path a container can influence is opened through it.
 Fd open_at2(int dirfd, const char* path, int flags, uint64_t resolve);
 
 // Reads a whole small file; empty on error with errno set.

@@ -11,10 +11,18 @@ bool g_debug = false;
 bool g_quiet = false;
 } // namespace
 
-void set_prefix(const char* prefix) noexcept { g_prefix = prefix; }
-void set_debug(bool on) noexcept { g_debug = on; }
-bool debug_enabled() noexcept { return g_debug; }
-void set_quiet(bool on) noexcept { g_quiet = on; }
+void set_prefix(const char* prefix) noexcept {
+    g_prefix = prefix;
+}
+void set_debug(bool on) noexcept {
+    g_debug = on;
+}
+bool debug_enabled() noexcept {
+    return g_debug;
+}
+void set_quiet(bool on) noexcept {
+    g_quiet = on;
+}
 
 void write_line(const char* level, const std::string& msg) noexcept {
     if (!level && g_quiet && !g_debug) return;

@@ -26,7 +26,8 @@ Limits user_state_limits(uint64_t total_bytes, uint64_t total_inodes) {
     auto reserve = [](uint64_t total, uint64_t floor) {
         return std::min(std::max(total / 10, floor), total / 2);
     };
-    return {total_bytes - reserve(total_bytes, 16ull << 20), total_inodes - reserve(total_inodes, 1024)};
+    return {total_bytes - reserve(total_bytes, 16ull << 20),
+            total_inodes - reserve(total_inodes, 1024)};
 }
 
 namespace {
@@ -50,11 +51,12 @@ void adopt_tree(int dirfd, uint32_t project, Error& first, int depth = 0) {
     if (!d) return;
     while (dirent* e = ::readdir(d)) {
         if (std::string_view(e->d_name) == "." || std::string_view(e->d_name) == "..") continue;
-        struct stat st{};
+        struct stat st {};
         if (::fstatat(dirfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) continue;
         bool dir = S_ISDIR(st.st_mode);
         if (!dir && !S_ISREG(st.st_mode)) continue;
-        Fd fd(::openat(dirfd, e->d_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | (dir ? O_DIRECTORY : 0)));
+        Fd fd(::openat(dirfd, e->d_name,
+                       O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | (dir ? O_DIRECTORY : 0)));
         if (!fd) continue;
         if (int err = set_project(fd.get(), dir, project); err && first.message.empty())
             first = sys_error(fmt::format("set the project of {}", e->d_name), err);
@@ -66,14 +68,17 @@ void adopt_tree(int dirfd, uint32_t project, Error& first, int depth = 0) {
 
 } // namespace
 
-Status bound_dir(const std::string& device, const std::string& dir, uid_t owner, const Limits& limits) {
+Status bound_dir(const std::string& device, const std::string& dir, uid_t owner,
+                 const Limits& limits) {
     // Project quotas must be on before anything is moved into the project, or the usage the
     // kernel counts would miss it.
     fs_quota_stat qs{};
-    if (::quotactl(QCMD(Q_XGETQSTAT, PRJQUOTA), device.c_str(), 0, reinterpret_cast<caddr_t>(&qs)) < 0)
+    if (::quotactl(QCMD(Q_XGETQSTAT, PRJQUOTA), device.c_str(), 0, reinterpret_cast<caddr_t>(&qs)) <
+        0)
         return sys_error("project quotas on " + device);
     if (!(qs.qs_flags & FS_QUOTA_PDQ_ENFD))
-        return plain_error(fmt::format("project quotas on {} are counted but not enforced (mount it with prjquota)", device));
+        return plain_error(fmt::format(
+            "project quotas on {} are counted but not enforced (mount it with prjquota)", device));
     if (::mkdir(dir.c_str(), 0755) == 0) {
         if (::chown(dir.c_str(), owner, owner) < 0) return sys_error("chown " + dir);
     } else if (errno != EEXIST) {
@@ -82,20 +87,24 @@ Status bound_dir(const std::string& device, const std::string& dir, uid_t owner,
     Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!fd) return sys_error("open " + dir);
     fsxattr fa{};
-    if (::ioctl(fd.get(), FS_IOC_FSGETXATTR, &fa) < 0) return sys_error("read the project of " + dir);
+    if (::ioctl(fd.get(), FS_IOC_FSGETXATTR, &fa) < 0)
+        return sys_error("read the project of " + dir);
     if (fa.fsx_projid != kUserStateProject || !(fa.fsx_xflags & FS_XFLAG_PROJINHERIT)) {
         // The top directory last: a walk cut short by a crash is done again at the next boot.
         Error first;
         adopt_tree(fd.get(), kUserStateProject, first);
         if (!first.message.empty()) return wrap(dir, first);
-        if (int err = set_project(fd.get(), true, kUserStateProject)) return sys_error("set the project of " + dir, err);
+        if (int err = set_project(fd.get(), true, kUserStateProject))
+            return sys_error("set the project of " + dir, err);
     }
     dqblk dq{};
     dq.dqb_bhardlimit = limits.bytes / QIF_DQBLKSIZE;
     dq.dqb_ihardlimit = limits.inodes;
     dq.dqb_valid = QIF_LIMITS;
-    if (::quotactl(QCMD(Q_SETQUOTA, PRJQUOTA), device.c_str(), kUserStateProject, reinterpret_cast<caddr_t>(&dq)) < 0)
-        return sys_error(fmt::format("set the limits of project {} on {}", kUserStateProject, device));
+    if (::quotactl(QCMD(Q_SETQUOTA, PRJQUOTA), device.c_str(), kUserStateProject,
+                   reinterpret_cast<caddr_t>(&dq)) < 0)
+        return sys_error(
+            fmt::format("set the limits of project {} on {}", kUserStateProject, device));
     return {};
 }
 
@@ -124,19 +133,22 @@ Usage usage(const std::string& dir) {
         return u;
     }
     fs_quota_stat qs{};
-    if (::quotactl(QCMD(Q_XGETQSTAT, PRJQUOTA), device.c_str(), 0, reinterpret_cast<caddr_t>(&qs)) < 0 ||
+    if (::quotactl(QCMD(Q_XGETQSTAT, PRJQUOTA), device.c_str(), 0, reinterpret_cast<caddr_t>(&qs)) <
+            0 ||
         !(qs.qs_flags & FS_QUOTA_PDQ_ENFD)) {
         u.why = "no project quota enforced on " + device;
         return u;
     }
     Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     fsxattr fa{};
-    if (!fd || ::ioctl(fd.get(), FS_IOC_FSGETXATTR, &fa) < 0 || fa.fsx_projid != kUserStateProject) {
+    if (!fd || ::ioctl(fd.get(), FS_IOC_FSGETXATTR, &fa) < 0 ||
+        fa.fsx_projid != kUserStateProject) {
         u.why = fmt::format("{} is not in project {}", dir, kUserStateProject);
         return u;
     }
     dqblk dq{};
-    if (::quotactl(QCMD(Q_GETQUOTA, PRJQUOTA), device.c_str(), kUserStateProject, reinterpret_cast<caddr_t>(&dq)) < 0) {
+    if (::quotactl(QCMD(Q_GETQUOTA, PRJQUOTA), device.c_str(), kUserStateProject,
+                   reinterpret_cast<caddr_t>(&dq)) < 0) {
         u.why = sys_error("read project quota").str();
         return u;
     }
@@ -145,7 +157,8 @@ Usage usage(const std::string& dir) {
     u.inodes = dq.dqb_curinodes;
     u.inodes_limit = dq.dqb_ihardlimit;
     u.enforced = u.bytes_limit > 0 && u.inodes_limit > 0;
-    if (!u.enforced) u.why = fmt::format("project {} has no block or inode limit", kUserStateProject);
+    if (!u.enforced)
+        u.why = fmt::format("project {} has no block or inode limit", kUserStateProject);
     return u;
 }
 

@@ -36,7 +36,8 @@ Limits user_state_limits(uint64_t total_bytes, uint64_t total_inodes);
 // kUserStateProject, inherited by whatever is created below it, and sets the project's hard
 // limits from `limits`. `device` is the filesystem's block device; project quotas must be
 // enforced on it (mounted with prjquota), or this fails with ESRCH.
-Status bound_dir(const std::string& device, const std::string& dir, uid_t owner, const Limits& limits);
+Status bound_dir(const std::string& device, const std::string& dir, uid_t owner,
+                 const Limits& limits);
 
 struct Usage {
     bool enforced = false; // the project quota is on and the directory is in the project

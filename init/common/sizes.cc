@@ -12,9 +12,12 @@ Result<int64_t> parse_size(std::string_view text) {
     if (end == text.data()) return plain_error("expected a size like 64M");
     std::string_view unit = text.substr(static_cast<size_t>(end - text.data()));
     int shift = 0;
-    if (unit == "k" || unit == "K") shift = 10;
-    else if (unit == "m" || unit == "M") shift = 20;
-    else if (unit == "g" || unit == "G") shift = 30;
+    if (unit == "k" || unit == "K")
+        shift = 10;
+    else if (unit == "m" || unit == "M")
+        shift = 20;
+    else if (unit == "g" || unit == "G")
+        shift = 30;
     else if (!unit.empty() && unit != "b" && unit != "B")
         return plain_error("unknown size unit '" + std::string(unit) + "' (use K, M or G)");
     // The digits alone may not fit, nor the value once scaled.

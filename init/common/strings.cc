@@ -23,7 +23,9 @@ std::string_view trim(std::string_view s) {
     return s.substr(b, e - b + 1);
 }
 
-bool starts_with(std::string_view s, std::string_view prefix) { return s.starts_with(prefix); }
+bool starts_with(std::string_view s, std::string_view prefix) {
+    return s.starts_with(prefix);
+}
 
 std::string join(const std::vector<std::string>& parts, std::string_view sep) {
     std::string out;
@@ -36,7 +38,8 @@ std::string join(const std::vector<std::string>& parts, std::string_view sep) {
 
 size_t edit_distance(std::string_view a, std::string_view b) {
     std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
-    for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+    for (size_t j = 0; j <= b.size(); ++j)
+        prev[j] = j;
     for (size_t i = 1; i <= a.size(); ++i) {
         cur[0] = i;
         for (size_t j = 1; j <= b.size(); ++j) {

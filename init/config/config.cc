@@ -21,15 +21,18 @@ const std::vector<KeySpec>& keys() {
         {"allow_privileged", Type::boolean, "false",
          "let service files ask for `privileged: true` (each start is warned about)"},
         {"modules.lock", Type::boolean, "true",
-         "set kernel.modules_disabled=1 after the allow-list is loaded (read from the kernel command line only: "
+         "set kernel.modules_disabled=1 after the allow-list is loaded (read from the kernel "
+         "command line only: "
          "modules load before the state partition is mounted)"},
         {"network.interface", Type::string, "eth0", "the interface the network service configures"},
         {"network.address", Type::cidr, "''", "a static address like 10.0.0.5/24; empty: DHCP"},
         {"network.gateway", Type::ipv4, "''", "the default gateway with a static address"},
         {"network.dns", Type::ipv4_list, "[]", "name servers with a static address"},
-        {"ssh.authorized_keys", Type::ssh_keys, "[]", "public keys that may log in as `keel` over SSH"},
+        {"ssh.authorized_keys", Type::ssh_keys, "[]",
+         "public keys that may log in as `keel` over SSH"},
         {"user_runtime.host_id", Type::id, "100000",
-         "the host uid and gid that are root in the user runtime's user namespace (user_namespace: true)"},
+         "the host uid and gid that are root in the user runtime's user namespace (user_namespace: "
+         "true)"},
         {"user_runtime.size", Type::id, "65536", "how many ids its user namespace maps"},
         {"services.*.enabled", Type::boolean, "",
          "a service's enabled state, overriding its file (`keel service enable|disable` write it)"},
@@ -43,7 +46,9 @@ struct Invalid {
     std::string message;
 };
 
-std::vector<std::string> split_key(const std::string& k) { return split(k, '.'); }
+std::vector<std::string> split_key(const std::string& k) {
+    return split(k, '.');
+}
 
 bool matches(const std::string& pattern, const std::string& key) {
     auto p = split_key(pattern), k = split_key(key);
@@ -61,9 +66,11 @@ std::vector<std::string> children(const std::string& prefix) {
         auto parts = split_key(k.key);
         if (parts.size() <= depth) continue;
         std::string head;
-        for (size_t i = 0; i < depth; ++i) head += (i ? "." : "") + parts[i];
+        for (size_t i = 0; i < depth; ++i)
+            head += (i ? "." : "") + parts[i];
         if (!prefix.empty() && !matches(head, prefix)) continue;
-        if (std::find(out.begin(), out.end(), parts[depth]) == out.end()) out.push_back(parts[depth]);
+        if (std::find(out.begin(), out.end(), parts[depth]) == out.end())
+            out.push_back(parts[depth]);
     }
     return out;
 }
@@ -80,8 +87,8 @@ bool valid_ipv4(const std::string& s) {
 std::string public_key_problem(const std::string& k) {
     static const std::vector<std::string> accepted = {"ssh-ed25519", "sk-ssh-ed25519@openssh.com"};
     static const std::vector<std::string> without_openssl = {
-        "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "sk-ecdsa-sha2-nistp256@openssh.com",
-        "ssh-rsa"};
+        "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
+        "sk-ecdsa-sha2-nistp256@openssh.com", "ssh-rsa"};
     const std::string shape = "is not a public key (ssh-ed25519 AAAA... [comment])";
     for (char c : k)
         if (std::iscntrl(static_cast<unsigned char>(c)) && c != '\t') return shape;
@@ -89,12 +96,16 @@ std::string public_key_problem(const std::string& k) {
     std::string type = k.substr(0, sp);
     if (std::find(without_openssl.begin(), without_openssl.end(), type) != without_openssl.end())
         return "is a " + type + " key: Keel's sshd takes Ed25519 keys only (ssh-keygen -t ed25519)";
-    if (sp == std::string::npos || std::find(accepted.begin(), accepted.end(), type) == accepted.end()) return shape;
+    if (sp == std::string::npos ||
+        std::find(accepted.begin(), accepted.end(), type) == accepted.end())
+        return shape;
     auto end = k.find_first_of(" \t", sp + 1);
-    std::string blob = k.substr(sp + 1, end == std::string::npos ? std::string::npos : end - sp - 1);
-    bool base64 = !blob.empty() &&
-                  blob.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=") ==
-                      std::string::npos;
+    std::string blob =
+        k.substr(sp + 1, end == std::string::npos ? std::string::npos : end - sp - 1);
+    bool base64 =
+        !blob.empty() && blob.find_first_not_of(
+                             "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=") ==
+                             std::string::npos;
     return base64 ? "" : shape;
 }
 
@@ -106,11 +117,14 @@ void check_value(const KeySpec& spec, const YAML::Node& n, const std::string& wh
         return n.as<std::string>();
     };
     switch (spec.type) {
-    case Type::string: scalar(); break;
+    case Type::string:
+        scalar();
+        break;
     case Type::id: {
         std::string v = scalar();
-        bool ok = !v.empty() && v.size() <= 10 && v.find_first_not_of("0123456789") == std::string::npos &&
-                  std::stoull(v) > 0 && std::stoull(v) < 0xffffffffULL;
+        bool ok = !v.empty() && v.size() <= 10 &&
+                  v.find_first_not_of("0123456789") == std::string::npos && std::stoull(v) > 0 &&
+                  std::stoull(v) < 0xffffffffULL;
         if (!ok) fail("'" + v + "' is not a positive id");
         break;
     }
@@ -122,7 +136,8 @@ void check_value(const KeySpec& spec, const YAML::Node& n, const std::string& wh
     case Type::hostname: {
         std::string h = scalar();
         bool ok = !h.empty() && h.size() <= 63 && h.front() != '-' && h.back() != '-';
-        for (char c : h) ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '-');
+        for (char c : h)
+            ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '-');
         if (!ok) fail("'" + h + "' is not a host name (letters, digits and '-', at most 63)");
         break;
     }
@@ -133,8 +148,8 @@ void check_value(const KeySpec& spec, const YAML::Node& n, const std::string& wh
         bool ok = slash != std::string::npos && valid_ipv4(v.substr(0, slash));
         if (ok) {
             std::string len = v.substr(slash + 1);
-            ok = !len.empty() && len.size() <= 2 && len.find_first_not_of("0123456789") == std::string::npos &&
-                 std::stoi(len) <= 32;
+            ok = !len.empty() && len.size() <= 2 &&
+                 len.find_first_not_of("0123456789") == std::string::npos && std::stoi(len) <= 32;
         }
         if (!ok) fail("'" + v + "' is not an IPv4 address with a prefix length, like 10.0.0.5/24");
         break;
@@ -148,7 +163,8 @@ void check_value(const KeySpec& spec, const YAML::Node& n, const std::string& wh
         if (!n.IsSequence()) fail("expected a list of IPv4 addresses, like [10.0.0.1]");
         for (const auto& i : n)
             if (!i.IsScalar() || !valid_ipv4(i.as<std::string>()))
-                fail("'" + (i.IsScalar() ? i.as<std::string>() : std::string("?")) + "' is not an IPv4 address");
+                fail("'" + (i.IsScalar() ? i.as<std::string>() : std::string("?")) +
+                     "' is not an IPv4 address");
         break;
     case Type::ssh_keys:
         if (!n.IsSequence()) fail("expected a list of public keys");
@@ -166,7 +182,8 @@ void walk(const YAML::Node& n, const std::string& prefix, const std::string& fil
         auto m = x.Mark();
         return fmt::format("{}:{}:{}: {}", file, m.line + 1, m.column + 1, key);
     };
-    if (!n.IsMap()) throw Invalid{at(n, prefix.empty() ? "configuration" : prefix) + ": expected a mapping"};
+    if (!n.IsMap())
+        throw Invalid{at(n, prefix.empty() ? "configuration" : prefix) + ": expected a mapping"};
     auto allowed = children(prefix);
     for (const auto& kv : n) {
         std::string name = kv.first.as<std::string>();
@@ -209,7 +226,8 @@ Status validate(const YAML::Node& doc, const std::string& file) {
     } catch (const Invalid& e) {
         return plain_error(e.message);
     } catch (const YAML::Exception& e) {
-        return plain_error(fmt::format("{}:{}:{}: {}", file, e.mark.line + 1, e.mark.column + 1, e.msg));
+        return plain_error(
+            fmt::format("{}:{}:{}: {}", file, e.mark.line + 1, e.mark.column + 1, e.msg));
     }
 }
 
@@ -218,7 +236,8 @@ Result<YAML::Node> parse(const std::string& text, const std::string& file) {
     try {
         doc = YAML::Load(text);
     } catch (const YAML::Exception& e) {
-        return plain_error(fmt::format("{}:{}:{}: {}", file, e.mark.line + 1, e.mark.column + 1, e.msg));
+        return plain_error(
+            fmt::format("{}:{}:{}: {}", file, e.mark.line + 1, e.mark.column + 1, e.msg));
     }
     if (auto s = validate(doc, file); !s) return s.error();
     if (!doc || doc.IsNull()) return YAML::Node(YAML::NodeType::Map);
@@ -229,9 +248,11 @@ Result<YAML::Node> value_for(const std::string& key, const std::string& value) {
     const KeySpec* spec = find_key(key);
     if (!spec) {
         std::vector<std::string> names;
-        for (const auto& k : keys()) names.push_back(k.key);
+        for (const auto& k : keys())
+            names.push_back(k.key);
         std::string near = closest(key, names);
-        return plain_error("unknown key '" + key + "'" + (near.empty() ? "" : " (did you mean '" + near + "'?)"));
+        return plain_error("unknown key '" + key + "'" +
+                           (near.empty() ? "" : " (did you mean '" + near + "'?)"));
     }
     try {
         // (yaml-cpp's Node::operator= writes through to the node a handle refers to, so each
@@ -289,8 +310,10 @@ YAML::Node merged(const YAML::Node& base, const YAML::Node& over) {
     if (!over || !over.IsMap()) return out;
     for (const auto& kv : over) {
         std::string k = kv.first.as<std::string>();
-        if (kv.second.IsMap() && out[k] && out[k].IsMap()) out[k] = merged(out[k], kv.second);
-        else out[k] = YAML::Clone(kv.second);
+        if (kv.second.IsMap() && out[k] && out[k].IsMap())
+            out[k] = merged(out[k], kv.second);
+        else
+            out[k] = YAML::Clone(kv.second);
     }
     return out;
 }
@@ -313,7 +336,8 @@ std::string to_text(const YAML::Node& v) {
         return join(parts, spaced ? "\n" : " ");
     }
     std::string y = to_yaml(v);
-    while (!y.empty() && y.back() == '\n') y.pop_back();
+    while (!y.empty() && y.back() == '\n')
+        y.pop_back();
     return y;
 }
 
@@ -323,7 +347,7 @@ Loaded load(const std::string& overlay_path, const std::string& last_good_path,
     out.overlay = YAML::Node(YAML::NodeType::Map);
     out.source = "defaults";
     std::string text;
-    struct stat st{};
+    struct stat st {};
     if (::stat(overlay_path.c_str(), &st) == 0) {
         if (!read_file(overlay_path.c_str(), text)) {
             out.error = sys_error("read " + overlay_path).str();

@@ -21,7 +21,7 @@ namespace keel::config {
 enum class Type { string, boolean, id, hostname, cidr, ipv4, ipv4_list, ssh_keys };
 
 struct KeySpec {
-    std::string key;          // dotted path; "*" matches one name (services.*.enabled)
+    std::string key; // dotted path; "*" matches one name (services.*.enabled)
     Type type;
     std::string default_yaml; // the built-in default, as YAML
     std::string help;         // one line, for `keel config keys` and the README
@@ -50,10 +50,10 @@ std::string to_yaml(const YAML::Node& doc);
 std::string to_text(const YAML::Node& value);
 
 struct Loaded {
-    YAML::Node effective;  // defaults + overlay (or last good) + command line
-    YAML::Node overlay;    // what was used from the state partition (a map; empty if none)
-    std::string source;    // "defaults", "overlay", "last good", for the boot message
-    std::string error;     // the overlay's error, when it was not used
+    YAML::Node effective; // defaults + overlay (or last good) + command line
+    YAML::Node overlay;   // what was used from the state partition (a map; empty if none)
+    std::string source;   // "defaults", "overlay", "last good", for the boot message
+    std::string error;    // the overlay's error, when it was not used
     std::vector<std::string> warnings; // rejected command-line overrides
 };
 // Reads the overlay; if it does not parse or validate, the last good copy is used instead and

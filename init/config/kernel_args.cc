@@ -23,7 +23,9 @@ std::vector<std::string> split_kernel_args(const std::string& text) {
     return words;
 }
 
-static bool truthy(const std::string& v) { return v.empty() || v == "1" || v == "yes" || v == "true" || v == "on"; }
+static bool truthy(const std::string& v) {
+    return v.empty() || v == "1" || v == "yes" || v == "true" || v == "on";
+}
 
 KernelArgs parse_kernel_args(const std::string& text) {
     KernelArgs k;
@@ -32,13 +34,18 @@ KernelArgs parse_kernel_args(const std::string& text) {
         auto eq = w.find('=');
         std::string key = w.substr(5, eq == std::string::npos ? std::string::npos : eq - 5);
         std::string value = eq == std::string::npos ? "" : w.substr(eq + 1);
-        if (key == "state" && !value.empty()) k.state_label = value;
-        else if (key == "debug") k.debug = truthy(value);
-        else if (key == "recovery") k.recovery = truthy(value);
-        else if (key == "autologin") k.autologin = truthy(value);
+        if (key == "state" && !value.empty())
+            k.state_label = value;
+        else if (key == "debug")
+            k.debug = truthy(value);
+        else if (key == "recovery")
+            k.recovery = truthy(value);
+        else if (key == "autologin")
+            k.autologin = truthy(value);
         else if (key.rfind("config.", 0) == 0 && key.size() > 7 && eq != std::string::npos)
             k.config[key.substr(7)] = value;
-        else k.unknown_keel.push_back(w);
+        else
+            k.unknown_keel.push_back(w);
     }
     return k;
 }

@@ -11,12 +11,12 @@
 namespace keel::config {
 
 struct KernelArgs {
-    std::optional<std::string> state_label; // keel.state=LABEL (default KEEL_STATE)
-    bool debug = false;                     // keel.debug
-    bool recovery = false;                  // keel.recovery: a root shell instead of keeld
-    bool autologin = false;                 // keel.autologin: console logs in without a password
+    std::optional<std::string> state_label;    // keel.state=LABEL (default KEEL_STATE)
+    bool debug = false;                        // keel.debug
+    bool recovery = false;                     // keel.recovery: a root shell instead of keeld
+    bool autologin = false;                    // keel.autologin: console logs in without a password
     std::map<std::string, std::string> config; // keel.config.KEY=VALUE overrides
-    std::vector<std::string> unknown_keel;  // keel.* keys we do not know, for a warning
+    std::vector<std::string> unknown_keel;     // keel.* keys we do not know, for a warning
 };
 
 // Splits like the kernel does: spaces separate words, double quotes group.

@@ -11,13 +11,15 @@ Error at(const std::string& origin, const YAML::Node& n, const std::string& what
     return plain_error(fmt::format("{}:{}: {}", origin, n.Mark().line + 1, what));
 }
 
-Result<std::vector<std::pair<std::string, std::string>>> words(const YAML::Node& n, const std::string& origin,
-                                                               const std::string& key) {
+Result<std::vector<std::pair<std::string, std::string>>>
+words(const YAML::Node& n, const std::string& origin, const std::string& key) {
     std::vector<std::pair<std::string, std::string>> out;
     if (!n) return out;
     if (!n.IsMap()) return at(origin, n, key + ": expected a mapping of word: reason");
     for (const auto& kv : n) {
-        if (!kv.second.IsScalar()) return at(origin, kv.second, key + "." + kv.first.as<std::string>() + ": expected the reason");
+        if (!kv.second.IsScalar())
+            return at(origin, kv.second,
+                      key + "." + kv.first.as<std::string>() + ": expected the reason");
         out.emplace_back(kv.first.as<std::string>(), kv.second.as<std::string>());
     }
     return out;
@@ -25,15 +27,18 @@ Result<std::vector<std::pair<std::string, std::string>>> words(const YAML::Node&
 
 } // namespace
 
-Result<KernelCmdline> parse_kernel_cmdline(const std::string& yaml_text, const std::string& origin) {
+Result<KernelCmdline> parse_kernel_cmdline(const std::string& yaml_text,
+                                           const std::string& origin) {
     try {
         YAML::Node root = YAML::Load(yaml_text);
-        if (!root.IsMap()) return at(origin, root, "expected a mapping with boot, hardening and weakening");
+        if (!root.IsMap())
+            return at(origin, root, "expected a mapping with boot, hardening and weakening");
         KernelCmdline k;
         for (const auto& kv : root) {
             auto key = kv.first.as<std::string>();
             if (key != "boot" && key != "hardening" && key != "weakening")
-                return at(origin, kv.first, "unknown key '" + key + "' (boot, hardening, weakening)");
+                return at(origin, kv.first,
+                          "unknown key '" + key + "' (boot, hardening, weakening)");
         }
         auto boot = words(root["boot"], origin, "boot");
         if (!boot) return boot.error();

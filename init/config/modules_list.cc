@@ -32,13 +32,15 @@ Result<AllowList> parse_allow_list(const std::string& yaml_text, const std::stri
         for (const auto& kv : root) {
             std::string key = kv.first.as<std::string>();
             if (key != "modules" && key != "lock")
-                return plain_error(fmt::format("{}:{}: unknown key '{}'", origin, kv.first.Mark().line + 1, key));
+                return plain_error(
+                    fmt::format("{}:{}: unknown key '{}'", origin, kv.first.Mark().line + 1, key));
         }
         if (root["lock"]) out.lock = root["lock"].as<bool>();
         const YAML::Node list = root["modules"];
         if (!list) return out;
         if (!list.IsSequence())
-            return plain_error(fmt::format("{}:{}: modules: expected a list", origin, list.Mark().line + 1));
+            return plain_error(
+                fmt::format("{}:{}: modules: expected a list", origin, list.Mark().line + 1));
         for (const auto& item : list) {
             Request r;
             if (item.IsScalar()) {
@@ -46,13 +48,18 @@ Result<AllowList> parse_allow_list(const std::string& yaml_text, const std::stri
             } else if (item.IsMap()) {
                 for (const auto& kv : item) {
                     std::string key = kv.first.as<std::string>();
-                    if (key == "name") r.name = kv.second.as<std::string>();
-                    else if (key == "params") r.params = kv.second.IsNull() ? "" : kv.second.as<std::string>();
-                    else return plain_error(fmt::format("{}:{}: modules: unknown key '{}'", origin, kv.first.Mark().line + 1, key));
+                    if (key == "name")
+                        r.name = kv.second.as<std::string>();
+                    else if (key == "params")
+                        r.params = kv.second.IsNull() ? "" : kv.second.as<std::string>();
+                    else
+                        return plain_error(fmt::format("{}:{}: modules: unknown key '{}'", origin,
+                                                       kv.first.Mark().line + 1, key));
                 }
             }
             if (r.name.empty())
-                return plain_error(fmt::format("{}:{}: modules: entry without a name", origin, item.Mark().line + 1));
+                return plain_error(fmt::format("{}:{}: modules: entry without a name", origin,
+                                               item.Mark().line + 1));
             r.name = normalize(r.name);
             out.modules.push_back(r);
         }
@@ -78,7 +85,8 @@ DepTable parse_modules_dep(const std::string& text) {
 }
 
 std::vector<std::string> load_order(const DepTable& t, const std::vector<std::string>& wanted,
-                                    const std::vector<std::string>& builtin, std::vector<std::string>& missing) {
+                                    const std::vector<std::string>& builtin,
+                                    std::vector<std::string>& missing) {
     std::vector<std::string> order;
     // depmod refuses cycles, but a hand-edited modules.dep must not make PID 1 load a module
     // twice: a name being visited is skipped, which breaks the cycle at that edge.
@@ -96,11 +104,13 @@ std::vector<std::string> load_order(const DepTable& t, const std::vector<std::st
         visiting.insert(n);
         auto d = t.deps.find(n);
         if (d != t.deps.end())
-            for (auto r = d->second.rbegin(); r != d->second.rend(); ++r) visit(*r, depth + 1);
+            for (auto r = d->second.rbegin(); r != d->second.rend(); ++r)
+                visit(*r, depth + 1);
         visiting.erase(n);
         order.push_back(n);
     };
-    for (const auto& w : wanted) visit(normalize(w), 0);
+    for (const auto& w : wanted)
+        visit(normalize(w), 0);
     return order;
 }
 

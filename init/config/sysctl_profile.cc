@@ -11,12 +11,16 @@ Result<Profile> parse_profile(const std::string& yaml_text, const std::string& o
         Profile p;
         if (!root || root.IsNull()) return p;
         if (!root.IsMap() || root.size() != 1 || !root["sysctl"])
-            return plain_error(fmt::format("{}:{}: expected one key, 'sysctl'", origin, root.Mark().line + 1));
+            return plain_error(
+                fmt::format("{}:{}: expected one key, 'sysctl'", origin, root.Mark().line + 1));
         const YAML::Node map = root["sysctl"];
-        if (!map.IsMap()) return plain_error(fmt::format("{}:{}: sysctl: expected a mapping", origin, map.Mark().line + 1));
+        if (!map.IsMap())
+            return plain_error(
+                fmt::format("{}:{}: sysctl: expected a mapping", origin, map.Mark().line + 1));
         for (const auto& kv : map) {
             if (!kv.second.IsScalar())
-                return plain_error(fmt::format("{}:{}: sysctl.{}: expected a value", origin, kv.second.Mark().line + 1,
+                return plain_error(fmt::format("{}:{}: sysctl.{}: expected a value", origin,
+                                               kv.second.Mark().line + 1,
                                                kv.first.as<std::string>()));
             p.emplace_back(kv.first.as<std::string>(), kv.second.as<std::string>());
         }

@@ -22,7 +22,8 @@ Error archive_error(struct archive* a) {
     // libarchive says "Truncated tar archive", "truncated gzip input", "Truncated input file
     // (needed N bytes, only M available)" depending on the layer that ran out.
     if (text.find("runcated") != std::string::npos) return plain_error("truncated archive");
-    if (text.find("Unrecognized archive format") != std::string::npos) return plain_error("not a tar archive");
+    if (text.find("Unrecognized archive format") != std::string::npos)
+        return plain_error("not a tar archive");
     int err = archive_errno(a);
     // libarchive reports a malformed archive as EILSEQ (its ARCHIVE_ERRNO_FILE_FORMAT on
     // Linux) and its own misuse as -1: neither is a system error worth naming.
@@ -70,14 +71,16 @@ std::string resolve_link(const std::string& from, const std::string& target) {
 
 } // namespace
 
-Result<ArchiveMembers> ArchiveMembers::unpack(const std::string& archive_path, const std::string& work_dir, int archive_fd) {
+Result<ArchiveMembers> ArchiveMembers::unpack(const std::string& archive_path,
+                                              const std::string& work_dir, int archive_fd) {
     ArchiveMembers out;
     ReadArchive r;
     // A saved image is often compressed as a whole (`docker save | gzip`).
     archive_read_support_filter_gzip(r.a);
     archive_read_support_filter_zstd(r.a);
     archive_read_support_format_tar(r.a);
-    Fd in(archive_fd >= 0 ? ::fcntl(archive_fd, F_DUPFD_CLOEXEC, 0) : ::open(archive_path.c_str(), O_RDONLY | O_CLOEXEC));
+    Fd in(archive_fd >= 0 ? ::fcntl(archive_fd, F_DUPFD_CLOEXEC, 0)
+                          : ::open(archive_path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!in) return sys_error("open");
     if (archive_fd >= 0) (void)::lseek(in.get(), 0, SEEK_SET);
     if (archive_read_open_fd(r.a, in.get(), 1 << 16) != ARCHIVE_OK) return archive_error(r.a);
@@ -118,7 +121,8 @@ Result<ArchiveMembers> ArchiveMembers::unpack(const std::string& archive_path, c
                 return err.message == "truncated archive" ? err : wrap(*name, err);
             }
             h.update(buf.data(), static_cast<size_t>(n));
-            if (!write_all(fd.get(), buf.data(), static_cast<size_t>(n))) return sys_error("write " + m.file);
+            if (!write_all(fd.get(), buf.data(), static_cast<size_t>(n)))
+                return sys_error("write " + m.file);
             m.size += n;
         }
         m.sha256 = h.hex();
@@ -144,7 +148,8 @@ const Member* ArchiveMembers::find(const std::string& name) const {
 Result<std::string> ArchiveMembers::read(const std::string& name, size_t limit) const {
     const Member* m = find(name);
     if (!m) return plain_error(name + ": missing");
-    if (static_cast<size_t>(m->size) > limit) return plain_error(name + ": too large (" + std::to_string(m->size) + " bytes)");
+    if (static_cast<size_t>(m->size) > limit)
+        return plain_error(name + ": too large (" + std::to_string(m->size) + " bytes)");
     std::string text;
     if (!read_file(m->file.c_str(), text)) return sys_error("read " + m->file);
     return text;

@@ -29,7 +29,8 @@ class ArchiveMembers {
     // `work_dir`, under generated names: member names are only keys, never paths on disk.
     // With `fd` >= 0 the archive is read from that open file (passed by a client over the control
     // socket, from a mount namespace this process cannot see) and `archive_path` only names it.
-    static Result<ArchiveMembers> unpack(const std::string& archive_path, const std::string& work_dir, int fd = -1);
+    static Result<ArchiveMembers> unpack(const std::string& archive_path,
+                                         const std::string& work_dir, int fd = -1);
 
     // The member `name`, with symlinks and hard links between members resolved (`docker save`
     // links a layer it has already written: <id>/layer.tar -> ../<other id>/layer.tar); null

@@ -24,9 +24,11 @@ bool is_sha256_hex(std::string_view s) {
 
 Result<std::string> parse_digest(std::string_view digest) {
     auto colon = digest.find(':');
-    if (colon == std::string_view::npos) return plain_error("invalid digest '" + std::string(digest) + "'");
+    if (colon == std::string_view::npos)
+        return plain_error("invalid digest '" + std::string(digest) + "'");
     std::string_view alg = digest.substr(0, colon), hex = digest.substr(colon + 1);
-    if (alg != "sha256") return plain_error("unsupported digest algorithm '" + std::string(alg) + "'");
+    if (alg != "sha256")
+        return plain_error("unsupported digest algorithm '" + std::string(alg) + "'");
     if (!is_sha256_hex(hex)) return plain_error("invalid digest '" + std::string(digest) + "'");
     return std::string(hex);
 }

@@ -14,7 +14,9 @@ namespace keel::image {
 class Sha256 {
   public:
     Sha256() { sha256_init(&ctx_); }
-    void update(const void* data, size_t n) { sha256_update(&ctx_, n, static_cast<const uint8_t*>(data)); }
+    void update(const void* data, size_t n) {
+        sha256_update(&ctx_, n, static_cast<const uint8_t*>(data));
+    }
     // Lowercase hex; the object is reset afterwards.
     std::string hex();
 

@@ -14,7 +14,8 @@
 namespace keel::image {
 
 Status make_dirs(const std::string& path, mode_t mode) {
-    if (path.empty() || path[0] != '/') return plain_error("make_dirs: not an absolute path: " + path);
+    if (path.empty() || path[0] != '/')
+        return plain_error("make_dirs: not an absolute path: " + path);
     for (size_t pos = 1; pos != std::string::npos;) {
         pos = path.find('/', pos);
         std::string cur = path.substr(0, pos);
@@ -33,7 +34,8 @@ static Status remove_at(int dirfd, const char* name, const std::string& shown) {
     if (!sub) return sys_error("open " + shown);
     KEEL_TRY(remove_entries(sub.get(), shown));
     sub.reset();
-    if (::unlinkat(dirfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT) return sys_error("rmdir " + shown);
+    if (::unlinkat(dirfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+        return sys_error("rmdir " + shown);
     return {};
 }
 
@@ -69,7 +71,9 @@ static Status remove_entries(int dirfd, const std::string& shown) {
 
 Status remove_tree(const std::string& path) {
     auto slash = path.rfind('/');
-    std::string parent = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+    std::string parent = slash == std::string::npos ? "."
+                         : slash == 0               ? "/"
+                                                    : path.substr(0, slash);
     std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
     Fd dir(::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!dir) return errno == ENOENT ? Status{} : sys_error("open " + parent);
@@ -100,7 +104,8 @@ Result<std::vector<std::string>> list_dir(const std::string& path) {
 }
 
 static int openat2_strict(int dirfd, const char* rel, int flags) {
-    return open_at2(dirfd, rel, flags | O_NOFOLLOW, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)
+    return open_at2(dirfd, rel, flags | O_NOFOLLOW,
+                    RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)
         .release();
 }
 
@@ -114,11 +119,13 @@ Result<Fd> open_dir_beneath(int root_fd, const std::string& rel, bool create) {
         if (part == "..") return plain_error(done + ": path leaves the layer");
         Fd next(openat2_strict(cur.get(), part.c_str(), O_RDONLY | O_DIRECTORY));
         if (!next && errno == ENOENT && create) {
-            if (::mkdirat(cur.get(), part.c_str(), 0755) < 0 && errno != EEXIST) return sys_error("mkdir " + done);
+            if (::mkdirat(cur.get(), part.c_str(), 0755) < 0 && errno != EEXIST)
+                return sys_error("mkdir " + done);
             next.reset(openat2_strict(cur.get(), part.c_str(), O_RDONLY | O_DIRECTORY));
         }
         if (!next) {
-            if (errno == ELOOP || errno == EXDEV) return sys_error(done + ": symlink in the path", errno);
+            if (errno == ELOOP || errno == EXDEV)
+                return sys_error(done + ": symlink in the path", errno);
             return sys_error("open " + done);
         }
         cur = std::move(next);

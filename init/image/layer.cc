@@ -10,8 +10,8 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <initializer_list>
 #include <cstring>
+#include <initializer_list>
 #include <utility>
 
 #include "common/fd.h"
@@ -41,8 +41,10 @@ Result<Compression> sniff_compression(const std::string& path) {
     };
     if (is({0x1f, 0x8b})) return Compression::gzip;
     if (is({0x28, 0xb5, 0x2f, 0xfd})) return Compression::zstd;
-    if (is({0xfd, '7', 'z', 'X', 'Z', 0})) return plain_error("xz-compressed layer: not supported (plain tar, gzip or zstd)");
-    if (is({'B', 'Z', 'h'})) return plain_error("bzip2-compressed layer: not supported (plain tar, gzip or zstd)");
+    if (is({0xfd, '7', 'z', 'X', 'Z', 0}))
+        return plain_error("xz-compressed layer: not supported (plain tar, gzip or zstd)");
+    if (is({'B', 'Z', 'h'}))
+        return plain_error("bzip2-compressed layer: not supported (plain tar, gzip or zstd)");
     return Compression::none;
 }
 
@@ -63,7 +65,8 @@ struct Stream {
         if (c == Compression::gzip) archive_read_support_filter_gzip(raw);
         if (c == Compression::zstd) archive_read_support_filter_zstd(raw);
         archive_read_support_format_raw(raw);
-        if (archive_read_open_filename(raw, path.c_str(), 1 << 16) != ARCHIVE_OK) return archive_error(raw);
+        if (archive_read_open_filename(raw, path.c_str(), 1 << 16) != ARCHIVE_OK)
+            return archive_error(raw);
         archive_entry* e;
         int rc = archive_read_next_header(raw, &e);
         if (rc == ARCHIVE_EOF) empty = true;
@@ -134,7 +137,8 @@ void drop_overlay_xattrs(archive_entry* e) {
     }
     if (!dropped) return;
     archive_entry_xattr_clear(e);
-    for (const auto& x : keep) archive_entry_xattr_add_entry(e, x.name.c_str(), x.value.data(), x.value.size());
+    for (const auto& x : keep)
+        archive_entry_xattr_add_entry(e, x.name.c_str(), x.value.data(), x.value.size());
 }
 
 std::pair<std::string, std::string> split_parent(const std::string& rel) {
@@ -193,7 +197,8 @@ class Unpacker {
         if (::fchmod(root_.get(), 0755) < 0) return sys_error("chmod " + dest_);
 
         archive_read_support_format_tar(tar_.a);
-        if (archive_read_open(tar_.a, &stream_, nullptr, stream_read, nullptr) != ARCHIVE_OK) return read_error();
+        if (archive_read_open(tar_.a, &stream_, nullptr, stream_read, nullptr) != ARCHIVE_OK)
+            return read_error();
 
         int flags = ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_XATTR |
                     // Every entry's path is checked here first (no "..", not absolute) and then
@@ -203,8 +208,10 @@ class Unpacker {
                     // through any symlink an earlier entry made.
                     ARCHIVE_EXTRACT_SECURE_SYMLINKS | ARCHIVE_EXTRACT_SECURE_NODOTDOT;
         // Without privileges, files belong to the caller; chown attempts would only fail.
-        if (::geteuid() == 0) flags |= ARCHIVE_EXTRACT_OWNER;
-        else note("not root: files belong to the caller, not to the uids the image names");
+        if (::geteuid() == 0)
+            flags |= ARCHIVE_EXTRACT_OWNER;
+        else
+            note("not root: files belong to the caller, not to the uids the image names");
         // No archive_write_disk_set_standard_lookup: ids stay the image's numbers, never mapped
         // through this host's /etc/passwd.
         archive_write_disk_set_options(disk_.a, flags);
@@ -221,11 +228,13 @@ class Unpacker {
             if (rel->empty()) continue; // the layer's root directory itself
             if (auto st = entry(e, *rel); !st) return wrap("entry '" + *rel + "'", st.error());
         }
-        for (const auto& dir : opaque_dirs_) KEEL_TRY(mark_opaque(root_.get(), dir));
+        for (const auto& dir : opaque_dirs_)
+            KEEL_TRY(mark_opaque(root_.get(), dir));
         // Directory modes and times are set last (a 0555 directory is written into first).
         if (archive_write_close(disk_.a) < ARCHIVE_WARN) return archive_error(disk_.a);
         KEEL_TRY(stream_.drain());
-        if (notes_ > kMaxNotes) out.notes.push_back("... and " + std::to_string(notes_ - kMaxNotes) + " more");
+        if (notes_ > kMaxNotes)
+            out.notes.push_back("... and " + std::to_string(notes_ - kMaxNotes) + " more");
         out.notes.insert(out.notes.begin(), std::make_move_iterator(notes_list_.begin()),
                          std::make_move_iterator(notes_list_.end()));
         return {};
@@ -273,7 +282,8 @@ class Unpacker {
                 int r = archive_read_data_block(tar_.a, &block, &size, &offset);
                 if (r == ARCHIVE_EOF) break;
                 if (r < ARCHIVE_WARN) return read_error();
-                if (archive_write_data_block(disk_.a, block, size, offset) < ARCHIVE_WARN) return archive_error(disk_.a);
+                if (archive_write_data_block(disk_.a, block, size, offset) < ARCHIVE_WARN)
+                    return archive_error(disk_.a);
             }
         }
         rc = archive_write_finish_entry(disk_.a);
@@ -288,8 +298,10 @@ class Unpacker {
         const char* m = archive_error_string(disk_.a);
         std::string text = m ? m : "write failed";
         // libarchive names the absolute path; the layer-relative one is what means something.
-        if (auto pos = text.find(dest_ + "/"); pos != std::string::npos) text.erase(pos, dest_.size() + 1);
-        if (int err = archive_errno(disk_.a); err > 0 && text.find(std::strerror(err)) == std::string::npos)
+        if (auto pos = text.find(dest_ + "/"); pos != std::string::npos)
+            text.erase(pos, dest_.size() + 1);
+        if (int err = archive_errno(disk_.a);
+            err > 0 && text.find(std::strerror(err)) == std::string::npos)
             text += ": " + errno_name(err);
         return text;
     }

@@ -58,12 +58,14 @@ Result<std::string> req_string(const json& obj, const char* key, const std::stri
     return s;
 }
 
-Result<std::vector<std::string>> opt_strings(const json& obj, const char* key, const std::string& what) {
+Result<std::vector<std::string>> opt_strings(const json& obj, const char* key,
+                                             const std::string& what) {
     std::vector<std::string> out;
     if (!obj.is_object() || !obj.contains(key) || obj[key].is_null()) return out;
     if (!obj[key].is_array()) return plain_error(what + ": " + key + " is not a list");
     for (const auto& v : obj[key]) {
-        if (!v.is_string()) return plain_error(what + ": " + key + " holds something other than strings");
+        if (!v.is_string())
+            return plain_error(what + ": " + key + " holds something other than strings");
         out.push_back(v.get<std::string>());
     }
     return out;
@@ -72,7 +74,8 @@ Result<std::vector<std::string>> opt_strings(const json& obj, const char* key, c
 // RFC 3339, as configs write "created": 2024-01-02T03:04:05.123456789Z or with an offset.
 int64_t parse_created(const std::string& s) {
     int y, mo, d, h, mi, sec, n = 0;
-    if (std::sscanf(s.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6) return 0;
+    if (std::sscanf(s.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6)
+        return 0;
     std::tm tm{};
     tm.tm_year = y - 1900;
     tm.tm_mon = mo - 1;
@@ -86,14 +89,15 @@ int64_t parse_created(const std::string& s) {
         for (i++; i < s.size() && s[i] >= '0' && s[i] <= '9'; i++) {
         }
     int oh, om;
-    if (i < s.size() && (s[i] == '+' || s[i] == '-') && std::sscanf(s.c_str() + i + 1, "%2d:%2d", &oh, &om) == 2)
+    if (i < s.size() && (s[i] == '+' || s[i] == '-') &&
+        std::sscanf(s.c_str() + i + 1, "%2d:%2d", &oh, &om) == 2)
         t -= (s[i] == '+' ? 1 : -1) * (oh * 3600 + om * 60);
     return t;
 }
 
 // The blob a descriptor names, checked against the descriptor's digest and size.
-Result<const Member*> verified_blob(const ArchiveMembers& members, const json& desc, const std::string& kind,
-                                    std::string* hex_out = nullptr) {
+Result<const Member*> verified_blob(const ArchiveMembers& members, const json& desc,
+                                    const std::string& kind, std::string* hex_out = nullptr) {
     auto digest = req_string(desc, "digest", kind + " descriptor");
     if (!digest) return digest.error();
     auto hex = parse_digest(*digest);
@@ -101,10 +105,13 @@ Result<const Member*> verified_blob(const ArchiveMembers& members, const json& d
     std::string label = kind + " sha256:" + *hex;
     const Member* m = members.find("blobs/sha256/" + *hex);
     if (!m) return plain_error(label + ": missing from the archive");
-    if (m->sha256 != *hex) return plain_error(label + ": digest mismatch (got sha256:" + m->sha256 + ")");
-    if (desc.contains("size") && desc["size"].is_number_integer() && desc["size"].get<int64_t>() != m->size)
-        return plain_error(label + ": size mismatch (descriptor says " + std::to_string(desc["size"].get<int64_t>()) +
-                           " bytes, blob has " + std::to_string(m->size) + ")");
+    if (m->sha256 != *hex)
+        return plain_error(label + ": digest mismatch (got sha256:" + m->sha256 + ")");
+    if (desc.contains("size") && desc["size"].is_number_integer() &&
+        desc["size"].get<int64_t>() != m->size)
+        return plain_error(label + ": size mismatch (descriptor says " +
+                           std::to_string(desc["size"].get<int64_t>()) + " bytes, blob has " +
+                           std::to_string(m->size) + ")");
     if (hex_out) *hex_out = *hex;
     return m;
 }
@@ -125,8 +132,8 @@ void add_name(std::vector<std::string>& names, const std::string& ref) {
 }
 
 // The parts of a config blob the store keeps.
-Status read_config(const ArchiveMembers& members, const std::string& member, const std::string& label,
-                   ImageSpec& spec, std::vector<std::string>& diff_ids) {
+Status read_config(const ArchiveMembers& members, const std::string& member,
+                   const std::string& label, ImageSpec& spec, std::vector<std::string>& diff_ids) {
     auto text = members.read(member);
     if (!text) return wrap(label, text.error());
     auto j = parse_json(*text, label);
@@ -134,7 +141,8 @@ Status read_config(const ArchiveMembers& members, const std::string& member, con
     const json& rootfs = j->is_object() && j->contains("rootfs") ? (*j)["rootfs"] : json();
     auto type = opt_string(rootfs, "type", label + ": rootfs");
     if (!type) return type.error();
-    if (*type != "layers") return plain_error(label + ": rootfs.type is '" + *type + "', not 'layers'");
+    if (*type != "layers")
+        return plain_error(label + ": rootfs.type is '" + *type + "', not 'layers'");
     auto ids = opt_strings(rootfs, "diff_ids", label + ": rootfs");
     if (!ids) return ids.error();
     for (const auto& d : *ids) {
@@ -163,7 +171,8 @@ Status read_config(const ArchiveMembers& members, const std::string& member, con
 
 class OciReader {
   public:
-    OciReader(const ArchiveMembers& members, std::string repo) : members_(members), repo_(std::move(repo)) {}
+    OciReader(const ArchiveMembers& members, std::string repo)
+        : members_(members), repo_(std::move(repo)) {}
 
     Result<std::vector<ImageSpec>> read() {
         auto text = members_.read("index.json");
@@ -173,7 +182,8 @@ class OciReader {
             if (!j) return j.error();
             auto version = opt_string(*j, "imageLayoutVersion", "oci-layout");
             if (!version) return version.error();
-            if (!version->empty() && !starts_with(*version, "1.")) return plain_error("oci-layout: unsupported imageLayoutVersion " + *version);
+            if (!version->empty() && !starts_with(*version, "1."))
+                return plain_error("oci-layout: unsupported imageLayoutVersion " + *version);
         }
         auto index = parse_json(*text, "index.json");
         if (!index) return index.error();
@@ -190,7 +200,8 @@ class OciReader {
 
     // Which descriptors of an index are for this machine: those without a platform, and
     // linux/<our architecture>. Attestations (unknown/unknown) never are.
-    Status walk_index(const json& index, const std::string& label, const std::vector<std::string>& names, int depth) {
+    Status walk_index(const json& index, const std::string& label,
+                      const std::vector<std::string>& names, int depth) {
         if (depth > 8) return plain_error(label + ": indexes nested too deep");
         if (!index.is_object() || !index.contains("manifests") || !index["manifests"].is_array())
             return plain_error(label + ": no manifests list");
@@ -213,7 +224,8 @@ class OciReader {
             taken++;
         }
         if (taken == 0 && !other_platforms.empty())
-            return plain_error(label + ": no image for linux/" + host_architecture() + " (has " + join(other_platforms, ", ") + ")");
+            return plain_error(label + ": no image for linux/" + host_architecture() + " (has " +
+                               join(other_platforms, ", ") + ")");
         if (taken == 0) return plain_error(label + ": no manifests");
         return {};
     }
@@ -229,8 +241,10 @@ class OciReader {
             add_name(names, *full);
         } else if (!ref->empty()) {
             // A full reference, or (skopeo, the OCI spec's own example) a bare tag.
-            if (ref->find_first_of(":/") != std::string::npos) add_name(names, *ref);
-            else if (!repo_.empty()) add_name(names, repo_ + ":" + *ref);
+            if (ref->find_first_of(":/") != std::string::npos)
+                add_name(names, *ref);
+            else if (!repo_.empty())
+                add_name(names, repo_ + ":" + *ref);
         }
         return {};
     }
@@ -240,7 +254,8 @@ class OciReader {
         auto media_type = opt_string(desc, "mediaType", "descriptor");
         if (!media_type) return media_type.error();
         bool index_type = false;
-        for (const char* t : kIndexTypes) index_type = index_type || *media_type == t;
+        for (const char* t : kIndexTypes)
+            index_type = index_type || *media_type == t;
         auto blob = verified_blob(members_, desc, index_type ? "index" : "manifest", &hex);
         if (!blob) return blob.error();
         std::string label = (index_type ? "index sha256:" : "manifest sha256:") + hex;
@@ -252,23 +267,28 @@ class OciReader {
         return read_manifest(*doc, label, names);
     }
 
-    Status read_manifest(const json& m, const std::string& label, const std::vector<std::string>& names) {
-        if (!m.is_object() || !m.contains("config") || !m.contains("layers") || !m["layers"].is_array())
+    Status read_manifest(const json& m, const std::string& label,
+                         const std::vector<std::string>& names) {
+        if (!m.is_object() || !m.contains("config") || !m.contains("layers") ||
+            !m["layers"].is_array())
             return plain_error(label + ": not an image manifest (no config or layers)");
         ImageSpec spec;
         auto config = verified_blob(members_, m["config"], "config", &spec.id);
         if (!config) return config.error();
         std::vector<std::string> diff_ids;
-        KEEL_TRY(read_config(members_, "blobs/sha256/" + spec.id, "config sha256:" + spec.id, spec, diff_ids));
+        KEEL_TRY(read_config(members_, "blobs/sha256/" + spec.id, "config sha256:" + spec.id, spec,
+                             diff_ids));
         if (diff_ids.size() != m["layers"].size())
-            return plain_error(label + ": " + std::to_string(m["layers"].size()) + " layers, but its config lists " +
-                               std::to_string(diff_ids.size()) + " diff_ids");
+            return plain_error(label + ": " + std::to_string(m["layers"].size()) +
+                               " layers, but its config lists " + std::to_string(diff_ids.size()) +
+                               " diff_ids");
         for (size_t i = 0; i < diff_ids.size(); i++) {
             const json& desc = m["layers"][i];
             auto media_type = opt_string(desc, "mediaType", label + ": layer");
             if (!media_type) return media_type.error();
             if (media_type->find("encrypted") != std::string::npos)
-                return plain_error(label + ": encrypted layers are not supported (" + *media_type + ")");
+                return plain_error(label + ": encrypted layers are not supported (" + *media_type +
+                                   ")");
             std::string hex;
             auto blob = verified_blob(members_, desc, "layer", &hex);
             if (!blob) return blob.error();
@@ -283,7 +303,8 @@ class OciReader {
     void merge(ImageSpec spec) {
         for (auto& have : specs_) {
             if (have.id != spec.id) continue;
-            for (const auto& n : spec.names) add_name(have.names, n);
+            for (const auto& n : spec.names)
+                add_name(have.names, n);
             return;
         }
         specs_.push_back(std::move(spec));
@@ -326,21 +347,25 @@ Result<std::vector<ImageSpec>> read_docker_save(const ArchiveMembers& members) {
         std::vector<std::string> diff_ids;
         KEEL_TRY(read_config(members, *config, label, spec, diff_ids));
         if (diff_ids.size() != layers->size())
-            return plain_error("manifest.json: " + std::to_string(layers->size()) + " layers, but " + label + " lists " +
+            return plain_error("manifest.json: " + std::to_string(layers->size()) +
+                               " layers, but " + label + " lists " +
                                std::to_string(diff_ids.size()) + " diff_ids");
         for (size_t i = 0; i < layers->size(); i++) {
             const std::string& name = (*layers)[i];
             const Member* blob = members.find(name);
             if (!blob) return plain_error("layer " + name + ": missing from the archive");
             if (auto named = digest_in_name(name); !named.empty() && named != blob->sha256)
-                return plain_error("layer " + name + ": digest mismatch (got sha256:" + blob->sha256 + ")");
+                return plain_error("layer " + name +
+                                   ": digest mismatch (got sha256:" + blob->sha256 + ")");
             spec.layers.push_back({name, diff_ids[i], "layer " + name});
         }
-        for (const auto& t : *tags) add_name(spec.names, t);
+        for (const auto& t : *tags)
+            add_name(spec.names, t);
         bool merged = false;
         for (auto& have : specs)
             if (have.id == spec.id) {
-                for (const auto& n : spec.names) add_name(have.names, n);
+                for (const auto& n : spec.names)
+                    add_name(have.names, n);
                 merged = true;
             }
         if (!merged) specs.push_back(std::move(spec));
@@ -363,13 +388,15 @@ void add_repo_tags(const ArchiveMembers& members, std::vector<ImageSpec>& specs)
         if (!m) continue;
         for (auto& spec : specs)
             if (spec.id == m->sha256)
-                for (const auto& t : *tags) add_name(spec.names, t);
+                for (const auto& t : *tags)
+                    add_name(spec.names, t);
     }
 }
 
 } // namespace
 
-Result<std::vector<ImageSpec>> read_image_specs(const ArchiveMembers& members, const std::string& repo_for_tags) {
+Result<std::vector<ImageSpec>> read_image_specs(const ArchiveMembers& members,
+                                                const std::string& repo_for_tags) {
     if (members.find("index.json")) {
         auto specs = OciReader(members, repo_for_tags).read();
         if (specs) add_repo_tags(members, *specs);

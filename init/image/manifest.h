@@ -31,7 +31,8 @@ struct ImageSpec {
 // One spec per image; for OCI indexes only the manifests for linux on this machine's
 // architecture. A bare tag in an OCI layout's org.opencontainers.image.ref.name ("latest", as
 // skopeo writes it) is named after the archive: `repo_for_tags`:latest.
-Result<std::vector<ImageSpec>> read_image_specs(const ArchiveMembers& members, const std::string& repo_for_tags);
+Result<std::vector<ImageSpec>> read_image_specs(const ArchiveMembers& members,
+                                                const std::string& repo_for_tags);
 
 // The GOARCH-style name of the architecture this binary runs on ("amd64", "arm64").
 const char* host_architecture();

@@ -29,7 +29,8 @@ using json = nlohmann::json;
 
 std::string normalize_name(std::string_view ref) {
     std::string n(ref);
-    for (const char* hub : {"docker.io/library/", "index.docker.io/library/", "docker.io/", "index.docker.io/"})
+    for (const char* hub :
+         {"docker.io/library/", "index.docker.io/library/", "docker.io/", "index.docker.io/"})
         if (starts_with(n, hub)) {
             n.erase(0, std::string_view(hub).size());
             break;
@@ -53,7 +54,8 @@ Result<Fd> lock_store(const std::string& root, bool wait) {
     Fd fd(::open((root + "/lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
     if (!fd) return sys_error("open " + root + "/lock");
     int rc;
-    do rc = ::flock(fd.get(), LOCK_EX | (wait ? 0 : LOCK_NB));
+    do
+        rc = ::flock(fd.get(), LOCK_EX | (wait ? 0 : LOCK_NB));
     while (rc < 0 && errno == EINTR);
     if (rc < 0) return sys_error("lock " + root + "/lock");
     return fd;
@@ -109,10 +111,12 @@ Result<std::vector<Image>> read_images(const std::string& root, bool* complete =
     for (const auto& n : *names) {
         if (n.size() != 69 || !n.ends_with(".json") || !is_sha256_hex(n.substr(0, 64))) continue;
         std::string text;
-        Result<Image> img = read_file((dir + "/" + n).c_str(), text) ? image_from_json(text, dir + "/" + n)
-                                                                     : Result<Image>(sys_error("read " + dir + "/" + n));
+        Result<Image> img = read_file((dir + "/" + n).c_str(), text)
+                                ? image_from_json(text, dir + "/" + n)
+                                : Result<Image>(sys_error("read " + dir + "/" + n));
         if (!img || img->id != n.substr(0, 64)) {
-            log::warn("image store: skipping {}: {}", n, img ? "id does not match the file name" : img.error().str());
+            log::warn("image store: skipping {}: {}", n,
+                      img ? "id does not match the file name" : img.error().str());
             if (complete) *complete = false;
             continue;
         }
@@ -128,7 +132,8 @@ Result<std::vector<Image>> read_images(const std::string& root, bool* complete =
 
 Status write_image(const std::string& root, const Image& img) {
     std::string path = root + "/images/" + img.id + ".json";
-    if (!write_file_atomic(path, image_to_json(img).dump(2) + "\n", 0600)) return sys_error("write " + path);
+    if (!write_file_atomic(path, image_to_json(img).dump(2) + "\n", 0600))
+        return sys_error("write " + path);
     return {};
 }
 
@@ -153,7 +158,8 @@ std::string repo_from_archive_name(const std::string& path) {
 class Rollback {
   public:
     ~Rollback() {
-        for (auto it = undo_.rbegin(); it != undo_.rend(); ++it) (*it)();
+        for (auto it = undo_.rbegin(); it != undo_.rend(); ++it)
+            (*it)();
     }
     void add(std::function<void()> f) { undo_.push_back(std::move(f)); }
     void commit() { undo_.clear(); }
@@ -173,15 +179,18 @@ struct TempDir {
 } // namespace
 
 Store::Store(std::string root) : root_(std::move(root)) {
-    while (root_.size() > 1 && root_.back() == '/') root_.pop_back();
+    while (root_.size() > 1 && root_.back() == '/')
+        root_.pop_back();
     init_ = [&]() -> Status {
-        if (root_.empty() || root_[0] != '/') return plain_error("image store: root must be an absolute path: '" + root_ + "'");
+        if (root_.empty() || root_[0] != '/')
+            return plain_error("image store: root must be an absolute path: '" + root_ + "'");
         KEEL_TRY(make_dirs(root_, 0700));
         char real[PATH_MAX];
         if (!::realpath(root_.c_str(), real)) return sys_error("image store: realpath " + root_);
         root_ = real;
         for (const char* d : {"/layers", "/images", "/tmp"})
-            if (::mkdir((root_ + d).c_str(), 0700) < 0 && errno != EEXIST) return sys_error("mkdir " + root_ + d);
+            if (::mkdir((root_ + d).c_str(), 0700) < 0 && errno != EEXIST)
+                return sys_error("mkdir " + root_ + d);
         return {};
     }();
     if (!init_) return;
@@ -193,20 +202,24 @@ Store::Store(std::string root) : root_(std::move(root)) {
     if (!lock) return;
     if (auto names = list_dir(root_ + "/tmp"); names)
         for (const auto& n : *names)
-            if (auto st = remove_tree(root_ + "/tmp/" + n); !st) log::warn("image store: {}", st.error().str());
+            if (auto st = remove_tree(root_ + "/tmp/" + n); !st)
+                log::warn("image store: {}", st.error().str());
     if (auto names = list_dir(root_ + "/images"); names)
         for (const auto& n : *names)
-            if (n.find(".json.tmp.") != std::string::npos) ::unlink((root_ + "/images/" + n).c_str());
+            if (n.find(".json.tmp.") != std::string::npos)
+                ::unlink((root_ + "/images/" + n).c_str());
     bool complete = false;
     auto images = read_images(root_, &complete);
     auto layers = list_dir(root_ + "/layers");
     if (!images || !complete || !layers) return;
     std::set<std::string> used;
-    for (const auto& img : *images) used.insert(img.layers.begin(), img.layers.end());
+    for (const auto& img : *images)
+        used.insert(img.layers.begin(), img.layers.end());
     for (const auto& l : *layers) {
         if (used.count(l) || !is_sha256_hex(l)) continue;
         log::info("image store: removing layer {}, which no image uses", l);
-        if (auto st = remove_tree(root_ + "/layers/" + l); !st) log::warn("image store: {}", st.error().str());
+        if (auto st = remove_tree(root_ + "/layers/" + l); !st)
+            log::warn("image store: {}", st.error().str());
     }
 }
 
@@ -248,9 +261,11 @@ Result<std::vector<Image>> Store::import(const std::string& archive_path, int fd
             auto content = unpack_layer(blob->file, dest);
             if (!content) return fail(wrap(layer.label, content.error()));
             if (content->diff_id != layer.diff_id)
-                return fail(plain_error(layer.label + ": uncompressed content does not match diff_id sha256:" +
+                return fail(plain_error(layer.label +
+                                        ": uncompressed content does not match diff_id sha256:" +
                                         layer.diff_id + " (got sha256:" + content->diff_id + ")"));
-            for (const auto& note : content->notes) log::info("{}: {}: {}", archive_path, layer.label, note);
+            for (const auto& note : content->notes)
+                log::info("{}: {}: {}", archive_path, layer.label, note);
             layer_size[layer.diff_id] = content->size;
             if (!have) staged.emplace_back(dest, layer.diff_id);
         }
@@ -272,7 +287,8 @@ Result<std::vector<Image>> Store::import(const std::string& archive_path, int fd
         for (const auto& have : *existing)
             if (have.id == img.id) img.names = have.names;
         for (const auto& n : spec.names)
-            if (std::find(img.names.begin(), img.names.end(), n) == img.names.end()) img.names.push_back(n);
+            if (std::find(img.names.begin(), img.names.end(), n) == img.names.end())
+                img.names.push_back(n);
         imported.push_back(std::move(img));
     }
 
@@ -285,7 +301,8 @@ Result<std::vector<Image>> Store::import(const std::string& archive_path, int fd
     Rollback rollback;
     for (const auto& [dir, diff_id] : staged) {
         std::string target = root_ + "/layers/" + diff_id;
-        if (::rename(dir.c_str(), target.c_str()) < 0) return sys_error("rename " + dir + " to " + target);
+        if (::rename(dir.c_str(), target.c_str()) < 0)
+            return sys_error("rename " + dir + " to " + target);
         rollback.add([dir = dir, target] { (void)::rename(target.c_str(), dir.c_str()); });
     }
     KEEL_TRY(fsync_dir(root_ + "/layers"));
@@ -294,7 +311,9 @@ Result<std::vector<Image>> Store::import(const std::string& archive_path, int fd
         Image changed = have;
         std::erase_if(changed.names, [&](const std::string& n) {
             for (const auto& img : imported)
-                if (img.id != have.id && std::find(img.names.begin(), img.names.end(), n) != img.names.end()) return true;
+                if (img.id != have.id &&
+                    std::find(img.names.begin(), img.names.end(), n) != img.names.end())
+                    return true;
             return false;
         });
         if (changed.names.size() == have.names.size()) continue;
@@ -302,15 +321,20 @@ Result<std::vector<Image>> Store::import(const std::string& archive_path, int fd
         rollback.add([this, have] { (void)write_image(root_, have); });
     }
     for (const auto& img : imported) {
-        auto before = std::find_if(existing->begin(), existing->end(), [&](const Image& e) { return e.id == img.id; });
+        auto before = std::find_if(existing->begin(), existing->end(),
+                                   [&](const Image& e) { return e.id == img.id; });
         KEEL_TRY(write_image(root_, img));
-        if (before != existing->end()) rollback.add([this, old = *before] { (void)write_image(root_, old); });
-        else rollback.add([path = root_ + "/images/" + img.id + ".json"] { (void)::unlink(path.c_str()); });
+        if (before != existing->end())
+            rollback.add([this, old = *before] { (void)write_image(root_, old); });
+        else
+            rollback.add(
+                [path = root_ + "/images/" + img.id + ".json"] { (void)::unlink(path.c_str()); });
     }
     rollback.commit();
     for (const auto& img : imported)
-        log::info("image {} imported from {} ({} layer{})", img.names.empty() ? img.id.substr(0, 12) : join(img.names, ", "),
-                  archive_path, img.layers.size(), img.layers.size() == 1 ? "" : "s");
+        log::info("image {} imported from {} ({} layer{})",
+                  img.names.empty() ? img.id.substr(0, 12) : join(img.names, ", "), archive_path,
+                  img.layers.size(), img.layers.size() == 1 ? "" : "s");
     return imported;
 }
 
@@ -329,15 +353,16 @@ Result<Image> Store::find(const std::string& name_or_id_prefix) const {
     std::string prefix = name_or_id_prefix;
     if (starts_with(prefix, "sha256:")) prefix.erase(0, 7);
     bool hex = !prefix.empty() && prefix.size() <= 64 &&
-               std::all_of(prefix.begin(), prefix.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+               std::all_of(prefix.begin(), prefix.end(),
+                           [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
     if (hex) {
         std::vector<const Image*> matches;
         for (const auto& img : *images)
             if (starts_with(img.id, prefix)) matches.push_back(&img);
         if (matches.size() == 1) return *matches[0];
         if (matches.size() > 1)
-            return plain_error("image id prefix '" + name_or_id_prefix + "' is ambiguous: " + std::to_string(matches.size()) +
-                               " images match");
+            return plain_error("image id prefix '" + name_or_id_prefix + "' is ambiguous: " +
+                               std::to_string(matches.size()) + " images match");
     }
     return plain_error("no image '" + name_or_id_prefix + "'");
 }
@@ -358,7 +383,8 @@ Status Store::remove(const std::string& name_or_id) {
     auto rest = read_images(root_, &complete);
     if (!rest || !complete) return {};
     std::set<std::string> used;
-    for (const auto& other : *rest) used.insert(other.layers.begin(), other.layers.end());
+    for (const auto& other : *rest)
+        used.insert(other.layers.begin(), other.layers.end());
     for (const auto& l : std::set<std::string>(img->layers.begin(), img->layers.end())) {
         if (used.count(l)) continue;
         // Out of layers/ in one step, then deleted at leisure: a crash halfway leaves a partial
@@ -375,7 +401,8 @@ Status Store::remove(const std::string& name_or_id) {
 
 std::vector<std::string> Store::lower_dirs(const Image& image) const {
     std::vector<std::string> dirs;
-    for (auto it = image.layers.rbegin(); it != image.layers.rend(); ++it) dirs.push_back(root_ + "/layers/" + *it);
+    for (auto it = image.layers.rbegin(); it != image.layers.rend(); ++it)
+        dirs.push_back(root_ + "/layers/" + *it);
     return dirs;
 }
 

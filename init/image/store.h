@@ -3,9 +3,9 @@
 //
 // Layout under the root:
 //   layers/<diff_id hex>/   one unpacked layer, shared between images, never changed after import
-//   images/<id>.json        one image: names, layers (bottom first), config; written last, atomically
-//   tmp/                    work in progress; emptied on failure and whenever a Store is made
-//   lock                    flock: one import or removal at a time, also across processes
+//   images/<id>.json        one image: names, layers (bottom first), config; written last,
+//   atomically tmp/                    work in progress; emptied on failure and whenever a Store is
+//   made lock                    flock: one import or removal at a time, also across processes
 //
 // An import is all or nothing: every blob is checked against its digest and every layer's
 // uncompressed content against the config's diff_ids before anything leaves tmp/, and an error
@@ -67,7 +67,8 @@ class Store {
 
   private:
     Status init_;
-    std::string root_; // canonical: libarchive refuses to unpack through a symlink anywhere on the path
+    std::string
+        root_; // canonical: libarchive refuses to unpack through a symlink anywhere on the path
 };
 
 } // namespace keel::image

@@ -13,9 +13,9 @@
 
 #include "audit/audit.h"
 #include "common/quota.h"
-#include "config/kernel_cmdline.h"
 #include "common/strings.h"
 #include "config/config.h"
+#include "config/kernel_cmdline.h"
 #include "config/modules_list.h"
 #include "config/sysctl_profile.h"
 #include "keeld/daemon.h"
@@ -57,9 +57,12 @@ std::optional<int64_t> cgroup_limit(const std::string& dir, const char* file) {
 
 const char* restart_name(service::RestartPolicy p) {
     switch (p) {
-    case service::RestartPolicy::no: return "no";
-    case service::RestartPolicy::on_failure: return "on-failure";
-    case service::RestartPolicy::always: return "always";
+    case service::RestartPolicy::no:
+        return "no";
+    case service::RestartPolicy::on_failure:
+        return "on-failure";
+    case service::RestartPolicy::always:
+        return "always";
     }
     return "?";
 }
@@ -73,9 +76,11 @@ audit::ContainerFacts facts_of(const Service& s, bool workload) {
     c.privileged = sp.privileged;
     c.restart = restart_name(sp.restart);
     c.restart_limit = sp.restart_limit;
-    for (const auto& m : sp.mounts) c.mounts.push_back({m.source, m.destination, m.read_only, m.type == "bind"});
+    for (const auto& m : sp.mounts)
+        c.mounts.push_back({m.source, m.destination, m.read_only, m.type == "bind"});
     // The definition, for a container that is not running; the kernel's word replaces it below.
-    for (int cap : sp.capabilities) c.capabilities.push_back(runtime::oci::capability_name(cap));
+    for (int cap : sp.capabilities)
+        c.capabilities.push_back(runtime::oci::capability_name(cap));
     c.own_user_namespace = sp.user_namespace.enabled;
     if (sp.host.net) c.shared_namespaces.insert("net");
     if (sp.host.pid) c.shared_namespaces.insert("pid");
@@ -94,7 +99,8 @@ audit::ContainerFacts facts_of(const Service& s, bool workload) {
         uint64_t eff = std::strtoull(status_field(st, "CapEff").c_str(), nullptr, 16);
         c.capabilities.clear();
         for (int bit = 0; bit < 64; bit++)
-            if (eff & (uint64_t(1) << bit)) c.capabilities.push_back(runtime::oci::capability_name(bit));
+            if (eff & (uint64_t(1) << bit))
+                c.capabilities.push_back(runtime::oci::capability_name(bit));
         c.no_new_privs = status_field(st, "NoNewPrivs") == "1";
         c.seccomp = status_field(st, "Seccomp") == "2";
         auto uid = split(status_field(st, "Uid"), '\t');
@@ -115,7 +121,8 @@ audit::ContainerFacts facts_of(const Service& s, bool workload) {
             auto w = split(std::string(trim(line)), ' ');
             std::erase(w, "");
             if (w.size() != 3 || c.host_uid.empty()) continue;
-            uint64_t inside = std::stoull(w[0]), outside = std::stoull(w[1]), count = std::stoull(w[2]);
+            uint64_t inside = std::stoull(w[0]), outside = std::stoull(w[1]),
+                     count = std::stoull(w[2]);
             uint64_t uid = std::stoull(c.host_uid);
             if (uid >= inside && uid < inside + count) {
                 c.host_uid = std::to_string(outside + (uid - inside));
@@ -168,11 +175,13 @@ std::map<std::string, std::pair<std::string, std::string>> socket_owners() {
             auto rest = split(cg.substr(at + 13), '/');
             service = rest.empty() ? "" : rest[0];
             auto w = std::find(rest.begin(), rest.end(), "workloads");
-            owner = (w != rest.end() && w + 1 != rest.end()) ? "workload " + *(w + 1) : "service " + service;
+            owner = (w != rest.end() && w + 1 != rest.end()) ? "workload " + *(w + 1)
+                                                             : "service " + service;
         } else {
             owner = "pid " + pid + " (" + std::string(trim(slurp("/proc/" + pid + "/comm"))) + ")";
         }
-        for (const auto& i : inodes) owners.emplace(i, std::make_pair(owner, service));
+        for (const auto& i : inodes)
+            owners.emplace(i, std::make_pair(owner, service));
     }
     ::closedir(proc);
     return owners;
@@ -211,54 +220,67 @@ json Daemon::handle_audit() {
         checks.insert(checks.end(), c.begin(), c.end());
     }
     json out = json::array();
-    for (const auto& c : checks) out.push_back(audit::to_json(c));
+    for (const auto& c : checks)
+        out.push_back(audit::to_json(c));
     return {{"ok", true}, {"checks", out}};
 }
 
 audit::HostFacts Daemon::host_facts() {
     audit::HostFacts f;
     const std::string etc = "/etc/keel";
-    if (auto p = config::sysctl::parse_profile(slurp(etc + "/sysctl.yml"), etc + "/sysctl.yml")) f.sysctl_profile = *p;
+    if (auto p = config::sysctl::parse_profile(slurp(etc + "/sysctl.yml"), etc + "/sysctl.yml"))
+        f.sysctl_profile = *p;
     std::vector<std::string> keys;
-    for (const auto& [k, v] : f.sysctl_profile) keys.push_back(k);
+    for (const auto& [k, v] : f.sysctl_profile)
+        keys.push_back(k);
     keys.push_back("kernel.modules_disabled");
     keys.push_back("kernel.kexec_load_disabled");
     for (const auto& k : keys) {
         std::string v;
-        if (read_file(config::sysctl::key_path(k).c_str(), v)) f.sysctl_actual[k] = v;
-        else f.sysctl_actual[k] = std::nullopt;
+        if (read_file(config::sysctl::key_path(k).c_str(), v))
+            f.sysctl_actual[k] = v;
+        else
+            f.sysctl_actual[k] = std::nullopt;
     }
     f.cmdline = slurp("/proc/cmdline");
     if (auto k = config::parse_kernel_cmdline(slurp(etc + "/cmdline.yml"), etc + "/cmdline.yml")) {
-        for (const auto& [word, why] : k->hardening) f.hardening_params.push_back(word);
+        for (const auto& [word, why] : k->hardening)
+            f.hardening_params.push_back(word);
         f.weakening_params = k->weakening;
     } else {
         f.cmdline_policy_error = k.error().str();
     }
     for (const auto& line : split(slurp("/proc/modules"), '\n'))
         if (!line.empty()) f.loaded_modules.push_back(line.substr(0, line.find(' ')));
-    if (auto allow = config::modules::parse_allow_list(slurp(etc + "/modules.yml"), etc + "/modules.yml")) {
+    if (auto allow =
+            config::modules::parse_allow_list(slurp(etc + "/modules.yml"), etc + "/modules.yml")) {
         utsname u{};
         ::uname(&u);
         std::string dir = std::string("/lib/modules/") + u.release;
         auto table = config::modules::parse_modules_dep(slurp(dir + "/modules.dep"));
         std::vector<std::string> wanted, builtin, missing;
-        for (const auto& r : allow->modules) wanted.push_back(r.name);
+        for (const auto& r : allow->modules)
+            wanted.push_back(r.name);
         for (const auto& line : split(slurp(dir + "/modules.builtin"), '\n'))
             if (!line.empty()) builtin.push_back(config::modules::module_name(line));
-        for (const auto& m : config::modules::load_order(table, wanted, builtin, missing)) f.allowed_modules.insert(m);
+        for (const auto& m : config::modules::load_order(table, wanted, builtin, missing))
+            f.allowed_modules.insert(m);
     }
-    if (auto lock = config::get(config_, "modules.lock")) f.modules_lock_wanted = config::to_text(*lock) != "false";
-    if (::access("/sys/kernel/security/lockdown", R_OK) == 0) f.lockdown = slurp("/sys/kernel/security/lockdown");
+    if (auto lock = config::get(config_, "modules.lock"))
+        f.modules_lock_wanted = config::to_text(*lock) != "false";
+    if (::access("/sys/kernel/security/lockdown", R_OK) == 0)
+        f.lockdown = slurp("/sys/kernel/security/lockdown");
     f.mountinfo = slurp("/proc/self/mountinfo");
     for (const auto& line : split(f.mountinfo, '\n'))
-        if (line.find(" /var/lib/keel ") != std::string::npos && line.find(" - tmpfs ") != std::string::npos)
+        if (line.find(" /var/lib/keel ") != std::string::npos &&
+            line.find(" - tmpfs ") != std::string::npos)
             f.state_persistent = false;
     auto q = quota::usage(cfg_.ctx.state_dir + "/user");
     f.user_state_bounded = q.enforced;
-    f.user_state_detail = q.enforced ? fmt::format("/var/lib/keel/user: {} of {} MiB, {} of {} inodes", q.bytes >> 20,
-                                                   q.bytes_limit >> 20, q.inodes, q.inodes_limit)
-                                     : q.why;
+    f.user_state_detail =
+        q.enforced ? fmt::format("/var/lib/keel/user: {} of {} MiB, {} of {} inodes", q.bytes >> 20,
+                                 q.bytes_limit >> 20, q.inodes, q.inodes_limit)
+                   : q.why;
 
     auto owners = socket_owners();
     for (const char* proto : {"tcp", "tcp6", "udp", "udp6"}) {
@@ -269,7 +291,8 @@ audit::HostFacts Daemon::host_facts() {
             std::erase(w, "");
             if (w.size() < 10) continue;
             // tcp: LISTEN (0A); udp: bound and unconnected (07, no remote port).
-            if (tcp ? w[3] != "0A" : (w[3] != "07" || !std::string_view(w[2]).ends_with(":0000"))) continue;
+            if (tcp ? w[3] != "0A" : (w[3] != "07" || !std::string_view(w[2]).ends_with(":0000")))
+                continue;
             auto colon = w[1].find(':');
             audit::Listener l;
             l.proto = proto;
@@ -285,9 +308,12 @@ audit::HostFacts Daemon::host_facts() {
         }
     }
 
-    if (const Service* ssh = find("sshd"); ssh && ssh->spec && (ssh->enabled || ssh->has_container)) {
+    if (const Service* ssh = find("sshd");
+        ssh && ssh->spec && (ssh->enabled || ssh->has_container)) {
         f.sshd_enabled = true;
-        std::string dir = starts_with(ssh->spec->image, "/") ? ssh->spec->image : cfg_.ctx.images_dir + "/" + ssh->spec->image;
+        std::string dir = starts_with(ssh->spec->image, "/")
+                              ? ssh->spec->image
+                              : cfg_.ctx.images_dir + "/" + ssh->spec->image;
         std::string text;
         if (read_file_in_root(dir, "/etc/ssh/sshd_config", text)) f.sshd_config = text;
     }
@@ -303,22 +329,26 @@ audit::HostFacts Daemon::host_facts() {
         for (const char* file : {"/etc/passwd", "/etc/shadow"}) {
             // An image's files are data: read inside its root, regular files, bounded.
             std::string path = root + file, text;
-            if (root.empty()) text = slurp(path);
-            else if (!read_file_in_root(root, file, text)) text.clear();
+            if (root.empty())
+                text = slurp(path);
+            else if (!read_file_in_root(root, file, text))
+                text.clear();
             for (const auto& line : split(text, '\n')) {
                 auto fields = split(line, ':');
-                if (fields.size() >= 2 && !fields[0].empty()) f.accounts.push_back({path, fields[0], fields[1]});
+                if (fields.size() >= 2 && !fields[0].empty())
+                    f.accounts.push_back({path, fields[0], fields[1]});
             }
         }
 
-    auto sock = [](const std::string& path, unsigned uid, unsigned gid, unsigned mode, const std::string& expect) {
+    auto sock = [](const std::string& path, unsigned uid, unsigned gid, unsigned mode,
+                   const std::string& expect) {
         audit::SocketFile s;
         s.path = path;
         s.expect = expect;
         s.want_uid = uid;
         s.want_gid = gid;
         s.want_mode = mode;
-        struct stat st{};
+        struct stat st {};
         if (::stat(path.c_str(), &st) == 0) {
             s.exists = true;
             s.uid = st.st_uid;
@@ -333,10 +363,12 @@ audit::HostFacts Daemon::host_facts() {
     // directory is reached only where /run/keel is bound: the host's root, the console, sshd.
     if (auto id = config::get(config_, "user_runtime.host_id")) {
         unsigned host_id = unsigned(std::stoul(config::to_text(*id)));
-        f.sockets.push_back(sock(cfg_.ctx.run_dir + "/user", host_id, host_id, 0755,
-                                 fmt::format("{}:{}, at most 0755 (the user runtime's root)", host_id, host_id)));
+        f.sockets.push_back(
+            sock(cfg_.ctx.run_dir + "/user", host_id, host_id, 0755,
+                 fmt::format("{}:{}, at most 0755 (the user runtime's root)", host_id, host_id)));
     }
-    if (auto p = config::get(config_, "allow_privileged")) f.allow_privileged = config::to_text(*p) == "true";
+    if (auto p = config::get(config_, "allow_privileged"))
+        f.allow_privileged = config::to_text(*p) == "true";
     return f;
 }
 

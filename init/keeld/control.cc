@@ -1,6 +1,6 @@
 // The control socket: the CLI's requests, one JSON line each, after a version handshake.
-// Only root and the `keel` admin group may connect (SO_PEERCRED, SO_PEERGROUPS). A malformed or oversized message gets an error reply
-// and closes that connection only.
+// Only root and the `keel` admin group may connect (SO_PEERCRED, SO_PEERGROUPS). A malformed or
+// oversized message gets an error reply and closes that connection only.
 #include <dirent.h>
 #include <signal.h>
 #include <sys/epoll.h>
@@ -30,7 +30,9 @@ namespace keel::keeld {
 using nlohmann::json;
 
 namespace {
-json error(const std::string& msg) { return {{"ok", false}, {"error", msg}}; }
+json error(const std::string& msg) {
+    return {{"ok", false}, {"error", msg}};
+}
 
 // Root, or a member of the admin group (primary or supplementary: SO_PEERGROUPS).
 bool admitted(int fd, gid_t admin) {
@@ -54,7 +56,8 @@ gid_t admin_gid() {
     if (!read_file("/etc/group", text)) return gid_t(-1);
     for (const auto& line : split(text, '\n')) {
         auto f = split(line, ':');
-        if (f.size() >= 3 && f[0] == "keel" && !f[2].empty() && f[2].find_first_not_of("0123456789") == std::string::npos)
+        if (f.size() >= 3 && f[0] == "keel" && !f[2].empty() &&
+            f[2].find_first_not_of("0123456789") == std::string::npos)
             return gid_t(std::stoul(f[2]));
     }
     return gid_t(-1);
@@ -68,7 +71,9 @@ void Daemon::accept_client() noexcept {
         // console, the host's root); its peers come from outside its user namespace, where
         // every uid but its own root reads as the overflow id, so the directory is the check.
         if (cfg_.instance == "system" && !admitted(fd, admin_gid_)) {
-            protocol::send(fd, error("permission denied: keeld's control socket is for root and the keel group"));
+            protocol::send(
+                fd,
+                error("permission denied: keeld's control socket is for root and the keel group"));
             ::close(fd);
             continue;
         }
@@ -118,7 +123,9 @@ void Daemon::on_client(int fd) noexcept {
                     close_it = true;
                 } else {
                     c.handshaken = true;
-                    reply = {{"ok", true}, {"version", protocol::kVersion}, {"min_version", protocol::kMinVersion},
+                    reply = {{"ok", true},
+                             {"version", protocol::kVersion},
+                             {"min_version", protocol::kMinVersion},
                              {"instance", cfg_.instance}};
                 }
             } else {
@@ -126,7 +133,8 @@ void Daemon::on_client(int fd) noexcept {
                 reply = handle(*parsed, close_it);
                 current_client_ = -1;
             }
-            if (!reply.is_null()) protocol::send(fd, reply, reply_fd_.get()); // null: answered later (wait)
+            if (!reply.is_null())
+                protocol::send(fd, reply, reply_fd_.get()); // null: answered later (wait)
             reply_fd_.reset();
         }
         if (c.buf.size() > protocol::kMaxMessage) {
@@ -163,7 +171,8 @@ json Daemon::describe(const Service& s, bool full) const {
     if (!full || !s.spec) return j;
     const auto& sp = *s.spec;
     json caps = json::array();
-    for (int c : sp.capabilities) caps.push_back(runtime::oci::capability_name(c));
+    for (int c : sp.capabilities)
+        caps.push_back(runtime::oci::capability_name(c));
     json host = json::array();
     if (sp.host.net) host.push_back("net");
     if (sp.host.pid) host.push_back("pid");
@@ -180,9 +189,12 @@ json Daemon::describe(const Service& s, bool full) const {
         for (const char* t : {"pid", "net", "mnt", "uts", "ipc", "cgroup", "user"}) {
             char mine[64] = {}, theirs[64] = {};
             std::string p = fmt::format("/proc/{}/ns/{}", s.container.pid(), t);
-            ssize_t a = ::readlink(fmt::format("/proc/self/ns/{}", t).c_str(), mine, sizeof mine - 1);
+            ssize_t a =
+                ::readlink(fmt::format("/proc/self/ns/{}", t).c_str(), mine, sizeof mine - 1);
             ssize_t b = ::readlink(p.c_str(), theirs, sizeof theirs - 1);
-            if (a > 0 && b > 0) ns[t] = {{"id", std::string(theirs)}, {"shared_with_host", std::string(mine) == theirs}};
+            if (a > 0 && b > 0)
+                ns[t] = {{"id", std::string(theirs)},
+                         {"shared_with_host", std::string(mine) == theirs}};
         }
         j["namespaces"] = ns;
         // The real uids of every process in its cgroup subtree, as the host sees them: for a
@@ -194,16 +206,20 @@ json Daemon::describe(const Service& s, bool full) const {
             if (read_file((dir + "/cgroup.procs").c_str(), procs))
                 for (const auto& pid : split(procs, '\n')) {
                     std::string st;
-                    if (pid.empty() || !read_file(("/proc/" + pid + "/status").c_str(), st)) continue;
+                    if (pid.empty() || !read_file(("/proc/" + pid + "/status").c_str(), st))
+                        continue;
                     auto at = st.find("\nUid:\t");
-                    if (at != std::string::npos) uids.insert(st.substr(at + 6, st.find('\t', at + 6) - at - 6));
+                    if (at != std::string::npos)
+                        uids.insert(st.substr(at + 6, st.find('\t', at + 6) - at - 6));
                 }
             if (DIR* d = ::opendir(dir.c_str())) {
                 std::vector<std::string> subs;
                 while (dirent* e = ::readdir(d))
-                    if (e->d_type == DT_DIR && e->d_name[0] != '.') subs.push_back(dir + "/" + e->d_name);
+                    if (e->d_type == DT_DIR && e->d_name[0] != '.')
+                        subs.push_back(dir + "/" + e->d_name);
                 ::closedir(d);
-                for (const auto& sub : subs) walk(sub);
+                for (const auto& sub : subs)
+                    walk(sub);
             }
         };
         if (!s.container.cgroup_path().empty()) walk(s.container.cgroup_path());
@@ -227,14 +243,17 @@ json Daemon::handle(const json& req, bool& close_after) {
         s = find(name);
         if (s) return std::nullopt;
         std::vector<std::string> names;
-        for (const auto& [n, sv] : services_) names.push_back(n);
+        for (const auto& [n, sv] : services_)
+            names.push_back(n);
         std::string near = closest(name, names);
-        return error(fmt::format("unknown service '{}'{}", name, near.empty() ? "" : fmt::format(" (did you mean '{}'?)", near)));
+        return error(fmt::format("unknown service '{}'{}", name,
+                                 near.empty() ? "" : fmt::format(" (did you mean '{}'?)", near)));
     };
     Service* s = nullptr;
     if (cmd == "list") {
         json all = json::array();
-        for (const auto& [n, sv] : services_) all.push_back(describe(sv, false));
+        for (const auto& [n, sv] : services_)
+            all.push_back(describe(sv, false));
         return {{"ok", true}, {"services", all}};
     }
     if (cmd == "status") {
@@ -294,19 +313,29 @@ json Daemon::handle(const json& req, bool& close_after) {
         read_file("/proc/self/status", st);
         auto field = [&](const char* k) -> int64_t {
             auto at = st.find(std::string("\n") + k + ":");
-            return at == std::string::npos ? 0 : std::strtoll(st.c_str() + at + std::strlen(k) + 2, nullptr, 10);
+            return at == std::string::npos
+                       ? 0
+                       : std::strtoll(st.c_str() + at + std::strlen(k) + 2, nullptr, 10);
         };
         size_t running = 0;
-        for (const auto& [n, sv] : services_) running += sv.has_container ? 1 : 0;
-        return {{"ok", true},  {"instance", cfg_.instance}, {"pid", ::getpid()}, {"rss_kb", field("VmRSS")},
-                {"hwm_kb", field("VmHWM")}, {"containers", services_.size()}, {"running", running}};
+        for (const auto& [n, sv] : services_)
+            running += sv.has_container ? 1 : 0;
+        return {{"ok", true},
+                {"instance", cfg_.instance},
+                {"pid", ::getpid()},
+                {"rss_kb", field("VmRSS")},
+                {"hwm_kb", field("VmHWM")},
+                {"containers", services_.size()},
+                {"running", running}};
     }
     if (cmd.rfind("image_", 0) == 0) return handle_image(cmd, req);
     if (cmd == "audit") return handle_audit();
-    if (cmd == "run" || cmd == "kill" || cmd == "rm" || cmd == "exec" || cmd == "exec_output" || cmd == "wait")
+    if (cmd == "run" || cmd == "kill" || cmd == "rm" || cmd == "exec" || cmd == "exec_output" ||
+        cmd == "wait")
         return handle_workload(cmd, req);
     if (cmd == "poweroff" || cmd == "reboot") {
-        if (cfg_.instance != "system") return error("only the system instance powers off or reboots the machine");
+        if (cfg_.instance != "system")
+            return error("only the system instance powers off or reboots the machine");
         // PID 1 does the ordered shutdown; it asks us to stop our services first.
         int sig = cmd == "reboot" ? contract::kPid1Reboot : contract::kPid1Poweroff;
         if (::kill(1, sig) < 0) return error(sys_error("signal PID 1").str());
@@ -319,11 +348,13 @@ json Daemon::handle(const json& req, bool& close_after) {
 // When a changed key takes effect: said by `keel config set`, so nobody waits for a change
 // that needs a reboot.
 static std::string applies(const std::string& key) {
-    if (key.rfind("network.", 0) == 0) return "when the network service restarts (keel service restart network)";
+    if (key.rfind("network.", 0) == 0)
+        return "when the network service restarts (keel service restart network)";
     if (key.rfind("ssh.", 0) == 0) return "when the sshd service restarts";
     if (key == "allow_privileged") return "at the next start of a service";
     if (key.rfind("services.", 0) == 0) return "now";
-    if (key == "modules.lock") return "only from the kernel command line (keel.config.modules.lock=)";
+    if (key == "modules.lock")
+        return "only from the kernel command line (keel.config.modules.lock=)";
     return "at the next boot";
 }
 
@@ -331,7 +362,8 @@ json Daemon::handle_config(const std::string& cmd, const json& req) {
     std::string key = req.value("key", "");
     if (cmd == "config_export") {
         json r = {{"ok", true}, {"yaml", config::to_yaml(config_)}};
-        if (!config_error_.empty()) r["warning"] = config_error_ + "; the last good configuration is in use";
+        if (!config_error_.empty())
+            r["warning"] = config_error_ + "; the last good configuration is in use";
         return r;
     }
     if (cmd == "config_validate") {
@@ -340,8 +372,9 @@ json Daemon::handle_config(const std::string& cmd, const json& req) {
             return doc ? json{{"ok", true}} : error(doc.error().str());
         }
         std::string path = cfg_.state_dir + "/config.yml", text;
-        struct stat st{};
-        if (::stat(path.c_str(), &st) < 0) return {{"ok", true}, {"note", path + " does not exist: the defaults apply"}};
+        struct stat st {};
+        if (::stat(path.c_str(), &st) < 0)
+            return {{"ok", true}, {"note", path + " does not exist: the defaults apply"}};
         if (!read_file(path.c_str(), text)) return error(sys_error("read " + path).str());
         auto doc = config::parse(text, path);
         return doc ? json{{"ok", true}, {"note", path + " is valid"}} : error(doc.error().str());
@@ -353,7 +386,10 @@ json Daemon::handle_config(const std::string& cmd, const json& req) {
             if (!typed && !config::find_key(key)) return error(typed.error().str());
             return error("'" + key + "' is not set");
         }
-        return {{"ok", true}, {"value", config::to_text(*v)}, {"yaml", config::to_yaml(*v)}, {"scalar", v->IsScalar()}};
+        return {{"ok", true},
+                {"value", config::to_text(*v)},
+                {"yaml", config::to_yaml(*v)},
+                {"scalar", v->IsScalar()}};
     }
     if (cmd == "config_set") {
         auto v = config::value_for(key, req.value("value", ""));
@@ -362,7 +398,8 @@ json Daemon::handle_config(const std::string& cmd, const json& req) {
         if (key.rfind("services.", 0) == 0) {
             std::string name = key.substr(9, key.rfind('.') - 9);
             bool close_after = false;
-            json r = handle({{"cmd", v->as<bool>() ? "enable" : "disable"}, {"name", name}}, close_after);
+            json r = handle({{"cmd", v->as<bool>() ? "enable" : "disable"}, {"name", name}},
+                            close_after);
             if (!r.value("ok", false)) return r;
         } else if (auto st = change_overlay(key, *v); !st) {
             return error(st.error().str());

@@ -30,8 +30,20 @@ namespace keel::keeld {
 
 namespace {
 
-enum Kind : uint64_t { kSignal = 1, kListen = 2, kClient = 3, kPidfd = 4, kLog = 5, kNotify = 6, kSpawn = 7, kExec = 8, kImport = 9 };
-uint64_t tag(Kind k, int fd) { return (uint64_t(k) << 32) | uint32_t(fd); }
+enum Kind : uint64_t {
+    kSignal = 1,
+    kListen = 2,
+    kClient = 3,
+    kPidfd = 4,
+    kLog = 5,
+    kNotify = 6,
+    kSpawn = 7,
+    kExec = 8,
+    kImport = 9
+};
+uint64_t tag(Kind k, int fd) {
+    return (uint64_t(k) << 32) | uint32_t(fd);
+}
 
 // A service that is not ready this long after its start counts as a failed start: a boot
 // must not wait forever on a path that never appears.
@@ -47,16 +59,26 @@ constexpr int64_t kLogPauseMs = 100;
 
 const char* state_name(State s) {
     switch (s) {
-    case State::disabled: return "disabled";
-    case State::stopped: return "stopped";
-    case State::waiting: return "waiting";
-    case State::starting: return "starting";
-    case State::running: return "running";
-    case State::stopping: return "stopping";
-    case State::backoff: return "restarting";
-    case State::failed: return "failed";
-    case State::invalid: return "invalid";
-    case State::exited: return "exited";
+    case State::disabled:
+        return "disabled";
+    case State::stopped:
+        return "stopped";
+    case State::waiting:
+        return "waiting";
+    case State::starting:
+        return "starting";
+    case State::running:
+        return "running";
+    case State::stopping:
+        return "stopping";
+    case State::backoff:
+        return "restarting";
+    case State::failed:
+        return "failed";
+    case State::invalid:
+        return "invalid";
+    case State::exited:
+        return "exited";
     }
     return "?";
 }
@@ -72,15 +94,21 @@ void Daemon::watch(int fd, uint64_t t) {
     ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev);
 }
 
-void Daemon::unwatch(int fd) { ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr); }
+void Daemon::unwatch(int fd) {
+    ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
+}
 
 Service* Daemon::find(const std::string& name) {
     auto it = services_.find(name);
     return it == services_.end() ? nullptr : &it->second;
 }
 
-std::string Daemon_overlay(const DaemonConfig& c) { return c.state_dir + "/config.yml"; }
-std::string Daemon_last_good(const DaemonConfig& c) { return c.state_dir + "/config.last-good.yml"; }
+std::string Daemon_overlay(const DaemonConfig& c) {
+    return c.state_dir + "/config.yml";
+}
+std::string Daemon_last_good(const DaemonConfig& c) {
+    return c.state_dir + "/config.last-good.yml";
+}
 
 // The effective configuration, as PID 1 computed it at boot (the same library, the same
 // fallback to the last good overlay); again after every `keel config set`.
@@ -106,8 +134,9 @@ void Daemon::load() {
         s.enabled = on ? on->as<bool>() : spec.enabled;
         s.state = s.enabled ? State::stopped : State::disabled;
         // A missing image is a broken file, said at load rather than at every start.
-        std::string root = spec.image.starts_with("/") ? spec.image : cfg_.ctx.images_dir + "/" + spec.image;
-        struct stat st{};
+        std::string root =
+            spec.image.starts_with("/") ? spec.image : cfg_.ctx.images_dir + "/" + spec.image;
+        struct stat st {};
         if (::stat(root.c_str(), &st) < 0 || !S_ISDIR(st.st_mode)) {
             s.state = State::invalid;
             s.error = fmt::format("{}: image: '{}' not found at {}", spec.file, spec.image, root);
@@ -127,7 +156,8 @@ void Daemon::load() {
         s.error = why;
         log::error("service {}: {}", name, why);
     }
-    for (auto& [name, s] : services_) s.log = std::make_unique<LogBuffer>(cfg_.state_dir + "/log/" + name + ".log");
+    for (auto& [name, s] : services_)
+        s.log = std::make_unique<LogBuffer>(cfg_.state_dir + "/log/" + name + ".log");
 }
 
 bool Daemon::deps_running(const Service& s, std::string& waiting_for) const {
@@ -136,7 +166,8 @@ bool Daemon::deps_running(const Service& s, std::string& waiting_for) const {
         if (it == services_.end()) return !required;
         const Service& d = it->second;
         // `after` only orders against services that will run; `requires` needs it running.
-        if (!required && (!d.enabled || d.state == State::failed || d.state == State::invalid)) return true;
+        if (!required && (!d.enabled || d.state == State::failed || d.state == State::invalid))
+            return true;
         if (d.state == State::running) return true;
         waiting_for = dep;
         return false;
@@ -176,11 +207,15 @@ void Daemon::start(Service& s) noexcept {
         if (env) resolved.environment = std::move(*env);
         if (resolved.user_namespace.enabled && !resolved.user_namespace.host_id) {
             // `user_namespace: true`: the range from the configuration.
-            resolved.user_namespace.host_id = uint32_t(std::stoul(config::to_text(*config::get(config_, "user_runtime.host_id"))));
-            resolved.user_namespace.size = uint32_t(std::stoul(config::to_text(*config::get(config_, "user_runtime.size"))));
+            resolved.user_namespace.host_id = uint32_t(
+                std::stoul(config::to_text(*config::get(config_, "user_runtime.host_id"))));
+            resolved.user_namespace.size =
+                uint32_t(std::stoul(config::to_text(*config::get(config_, "user_runtime.size"))));
         }
-        auto facts = env ? service::prepare_host(resolved, cfg_.ctx) : Result<service::HostFacts>(env.error());
-        auto spec = facts ? service::translate(resolved, cfg_.ctx, *facts) : Result<runtime::ContainerSpec>(facts.error());
+        auto facts = env ? service::prepare_host(resolved, cfg_.ctx)
+                         : Result<service::HostFacts>(env.error());
+        auto spec = facts ? service::translate(resolved, cfg_.ctx, *facts)
+                          : Result<runtime::ContainerSpec>(facts.error());
         if (!spec) {
             s.state = State::failed;
             s.error = spec.error().str();
@@ -188,7 +223,8 @@ void Daemon::start(Service& s) noexcept {
             log::error("service {}: {}", s.name, s.error);
             return;
         }
-        if (s.spec->privileged) log::warn("service {} runs PRIVILEGED (allow_privileged is set)", s.name);
+        if (s.spec->privileged)
+            log::warn("service {} runs PRIVILEGED (allow_privileged is set)", s.name);
         int p[2];
         if (::pipe2(p, O_CLOEXEC) < 0) throw std::runtime_error("pipe");
         Fd rd(p[0]), wr(p[1]);
@@ -293,7 +329,8 @@ void Daemon::on_spawned(Service& s) noexcept {
             // Not keeld's -900 (service::to_container): its processes, and the workloads a
             // user runtime starts, are what the OOM killer should take.
             std::string adj = fmt::format("/proc/{}/oom_score_adj", s.container.pid());
-            if (!write_file(adj.c_str(), "0")) log::warn("service {}: {}", s.name, sys_error("write 0 to " + adj).str());
+            if (!write_file(adj.c_str(), "0"))
+                log::warn("service {}: {}", s.name, sys_error("write 0 to " + adj).str());
         }
         if (s.stop_requested || shutting_down_) {
             // Stopped while it was being set up: stop it now that it can be.
@@ -327,7 +364,8 @@ void Daemon::became_ready(Service& s) noexcept {
     if (s.spec->ready == service::ReadyKind::started)
         log::info("service {} started (pid {})", s.name, s.container.pid());
     else
-        log::info("service {} ready in {} ms (pid {})", s.name, now_ms() - s.started_ms, s.container.pid());
+        log::info("service {} ready in {} ms (pid {})", s.name, now_ms() - s.started_ms,
+                  s.container.pid());
 }
 
 // A container whose set-up did not reach its exec in time: killed, which ends its start as
@@ -336,8 +374,10 @@ void Daemon::setup_timed_out(Service& s) noexcept {
     s.ready_deadline_ms = -1;
     ::kill(s.pending->pid(), SIGKILL);
     try {
-        s.log->note(fmt::format("container set-up did not finish in {} s: killed", kReadyTimeoutMs / 1000));
-        log::error("service {}: container set-up did not finish in {} s", s.name, kReadyTimeoutMs / 1000);
+        s.log->note(
+            fmt::format("container set-up did not finish in {} s: killed", kReadyTimeoutMs / 1000));
+        log::error("service {}: container set-up did not finish in {} s", s.name,
+                   kReadyTimeoutMs / 1000);
     } catch (...) {
     }
 }
@@ -354,12 +394,16 @@ void Daemon::report_boot_progress(int64_t now) noexcept {
         for (const auto& [name, s] : services_) {
             if (!s.enabled || s.hold) continue;
             if (s.state == State::starting)
-                waiting.push_back(fmt::format("{} ({} for {} s)", name, s.pending ? "setting up" : "not ready",
+                waiting.push_back(fmt::format("{} ({} for {} s)", name,
+                                              s.pending ? "setting up" : "not ready",
                                               (now - s.started_ms) / 1000));
-            else if (s.state == State::waiting || s.state == State::stopped || s.state == State::backoff)
-                waiting.push_back(fmt::format("{} ({})", name, s.error.empty() ? state_name(s.state) : s.error));
+            else if (s.state == State::waiting || s.state == State::stopped ||
+                     s.state == State::backoff)
+                waiting.push_back(
+                    fmt::format("{} ({})", name, s.error.empty() ? state_name(s.state) : s.error));
         }
-        log::info("boot: after {} s still waiting for {}", (now - boot_ms_) / 1000, fmt::join(waiting, ", "));
+        log::info("boot: after {} s still waiting for {}", (now - boot_ms_) / 1000,
+                  fmt::join(waiting, ", "));
     } catch (...) {
     }
 }
@@ -370,7 +414,7 @@ void Daemon::check_ready(Service& s) noexcept {
     if (s.state != State::starting || !s.has_container) return;
     bool ready = false;
     if (s.spec->ready == service::ReadyKind::path) {
-        struct stat st{};
+        struct stat st {};
         ready = ::lstat(s.spec->ready_path.c_str(), &st) == 0;
     } else if (s.notify_rd) {
         char buf[256];
@@ -413,7 +457,8 @@ void Daemon::stop(Service& s, int timeout_s) noexcept {
         return;
     }
     if (!s.has_container || (s.state != State::running && s.state != State::starting)) {
-        if (s.state == State::backoff || s.state == State::waiting) s.state = s.enabled ? State::stopped : State::disabled;
+        if (s.state == State::backoff || s.state == State::waiting)
+            s.state = s.enabled ? State::stopped : State::disabled;
         return;
     }
     s.stop_requested = true;
@@ -461,13 +506,16 @@ void Daemon::on_exit(Service& s) noexcept {
     if (!st) return;
     // What is left in the pipe, within reason: with host: pid, other processes may still
     // hold its write end.
-    for (int i = 0; i < 16 && s.log_rd; ++i) read_log(s);
+    for (int i = 0; i < 16 && s.log_rd; ++i)
+        read_log(s);
     s.log->flush_dropped();
     // Before the cgroup goes: was it the OOM killer?
     std::string events;
-    if (!s.container.cgroup_path().empty() && read_file((s.container.cgroup_path() + "/memory.events").c_str(), events)) {
+    if (!s.container.cgroup_path().empty() &&
+        read_file((s.container.cgroup_path() + "/memory.events").c_str(), events)) {
         auto at = events.find("oom_kill ");
-        s.oom_killed = at != std::string::npos && std::strtoll(events.c_str() + at + 9, nullptr, 10) > 0;
+        s.oom_killed =
+            at != std::string::npos && std::strtoll(events.c_str() + at + 9, nullptr, 10) > 0;
     }
     unwatch(s.container.pidfd());
     if (s.log_rd && s.log_resume_ms < 0) unwatch(s.log_rd.get());
@@ -531,13 +579,15 @@ void Daemon::maybe_ready() noexcept {
     if (ready_sent_ || cfg_.notify_fd < 0) return;
     for (const auto& [name, s] : services_) {
         if (!s.enabled || s.hold) continue;
-        if (s.state == State::stopped || s.state == State::starting || (s.state == State::backoff && s.failures == 0))
+        if (s.state == State::stopped || s.state == State::starting ||
+            (s.state == State::backoff && s.failures == 0))
             return;
         if (s.state == State::waiting) {
             // Waiting on a dependency that has failed will not end by itself: not a reason
             // to hold the boot.
             auto dep = services_.find(s.error.substr(std::string("waiting for ").size()));
-            if (dep == services_.end() || (dep->second.state != State::failed && dep->second.state != State::invalid))
+            if (dep == services_.end() ||
+                (dep->second.state != State::failed && dep->second.state != State::invalid))
                 return;
         }
     }
@@ -560,7 +610,7 @@ Status Daemon::persist_enabled(const std::string& name, bool enabled) {
 Status Daemon::change_overlay(const std::string& key, const YAML::Node& value) {
     std::string path = Daemon_overlay(cfg_), text;
     YAML::Node doc(YAML::NodeType::Map);
-    struct stat st{};
+    struct stat st {};
     if (::stat(path.c_str(), &st) == 0) {
         if (!read_file(path.c_str(), text)) return sys_error("read " + path);
         auto parsed = config::parse(text, path);
@@ -578,15 +628,19 @@ Status Daemon::change_overlay(const std::string& key, const YAML::Node& value) {
 }
 
 // The service's environment with ${config.key} references replaced by the configured values
-// (lists joined with spaces): services/network/service.yml takes its address from the configuration.
+// (lists joined with spaces): services/network/service.yml takes its address from the
+// configuration.
 Result<std::vector<std::string>> Daemon::environment(const service::ServiceSpec& spec) const {
     std::vector<std::string> out;
     for (std::string e : spec.environment) {
         for (size_t at; (at = e.find("${")) != std::string::npos;) {
             size_t end = e.find('}', at);
-            if (end == std::string::npos) return plain_error(spec.file + ": environment: unclosed ${ in '" + e + "'");
+            if (end == std::string::npos)
+                return plain_error(spec.file + ": environment: unclosed ${ in '" + e + "'");
             std::string key = e.substr(at + 2, end - at - 2);
-            if (!config::find_key(key)) return plain_error(spec.file + ": environment: unknown configuration key '" + key + "'");
+            if (!config::find_key(key))
+                return plain_error(spec.file + ": environment: unknown configuration key '" + key +
+                                   "'");
             auto v = config::get(config_, key);
             e.replace(at, end - at + 1, v ? config::to_text(*v) : "");
         }
@@ -613,7 +667,8 @@ int Daemon::run() noexcept {
         sockaddr_un addr{};
         addr.sun_family = AF_UNIX;
         std::strncpy(addr.sun_path, cfg_.socket.c_str(), sizeof addr.sun_path - 1);
-        if (::bind(listen_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0 || ::listen(listen_.get(), 16) < 0) {
+        if (::bind(listen_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0 ||
+            ::listen(listen_.get(), 16) < 0) {
             log::error("control socket {}: {}", cfg_.socket, std::strerror(errno));
         } else {
             admin_gid_ = admin_gid();
@@ -639,30 +694,39 @@ int Daemon::run() noexcept {
     for (;;) {
         try {
             int64_t now = now_ms(), timeout = -1;
-            if (!ready_sent_ && cfg_.notify_fd >= 0 && next_progress_ms_ > 0) timeout = std::max<int64_t>(0, next_progress_ms_ - now);
-            for (const auto& w : waiters_) timeout = timeout < 0 ? w.deadline_ms - now : std::min(timeout, w.deadline_ms - now);
+            if (!ready_sent_ && cfg_.notify_fd >= 0 && next_progress_ms_ > 0)
+                timeout = std::max<int64_t>(0, next_progress_ms_ - now);
+            for (const auto& w : waiters_)
+                timeout =
+                    timeout < 0 ? w.deadline_ms - now : std::min(timeout, w.deadline_ms - now);
             for (auto& [name, s] : services_) {
                 if (s.state == State::backoff && s.next_start_ms >= 0)
-                    timeout = timeout < 0 ? s.next_start_ms - now : std::min(timeout, s.next_start_ms - now);
+                    timeout = timeout < 0 ? s.next_start_ms - now
+                                          : std::min(timeout, s.next_start_ms - now);
                 if (s.kill_at_ms >= 0)
-                    timeout = timeout < 0 ? s.kill_at_ms - now : std::min(timeout, s.kill_at_ms - now);
+                    timeout =
+                        timeout < 0 ? s.kill_at_ms - now : std::min(timeout, s.kill_at_ms - now);
                 if (s.state == State::starting)
                     timeout = timeout < 0 ? kReadyPollMs : std::min(timeout, kReadyPollMs);
                 if (s.log_resume_ms >= 0)
-                    timeout = timeout < 0 ? s.log_resume_ms - now : std::min(timeout, s.log_resume_ms - now);
+                    timeout = timeout < 0 ? s.log_resume_ms - now
+                                          : std::min(timeout, s.log_resume_ms - now);
             }
             for (const auto& [id, e] : execs_)
                 if (e.start_deadline_ms >= 0 && e.pending)
-                    timeout = timeout < 0 ? e.start_deadline_ms - now : std::min(timeout, e.start_deadline_ms - now);
+                    timeout = timeout < 0 ? e.start_deadline_ms - now
+                                          : std::min(timeout, e.start_deadline_ms - now);
             epoll_event evs[32];
-            int n = ::epoll_wait(epoll_.get(), evs, 32, timeout < 0 ? -1 : int(std::max<int64_t>(0, timeout)));
+            int n = ::epoll_wait(epoll_.get(), evs, 32,
+                                 timeout < 0 ? -1 : int(std::max<int64_t>(0, timeout)));
             for (int i = 0; i < n; ++i) {
                 Kind k = Kind(evs[i].data.u64 >> 32);
                 int fd = int(uint32_t(evs[i].data.u64));
                 if (k == kSignal) {
                     signalfd_siginfo si{};
                     while (::read(sigfd_.get(), &si, sizeof si) == sizeof si)
-                        if ((si.ssi_signo == contract::kKeeldStop || si.ssi_signo == contract::kKeeldInterrupt) &&
+                        if ((si.ssi_signo == contract::kKeeldStop ||
+                             si.ssi_signo == contract::kKeeldInterrupt) &&
                             !shutting_down_) {
                             log::info("stopping all services");
                             shutting_down_ = true;
@@ -671,7 +735,8 @@ int Daemon::run() noexcept {
                             for (auto& [wname, w] : services_)
                                 if (w.workload) stop(w, w.spec ? w.spec->stop_timeout_s : 10);
                             for (auto it = order_.rbegin(); it != order_.rend(); ++it)
-                                if (Service* s = find(*it)) stop(*s, s->spec ? s->spec->stop_timeout_s : 10);
+                                if (Service* s = find(*it))
+                                    stop(*s, s->spec ? s->spec->stop_timeout_s : 10);
                         }
                 } else if (k == kListen) {
                     accept_client();
@@ -696,9 +761,12 @@ int Daemon::run() noexcept {
             }
             now = now_ms();
             for (auto& [name, s] : services_)
-                if (s.pending && s.ready_deadline_ms >= 0 && now >= s.ready_deadline_ms) setup_timed_out(s);
-                else if (s.state == State::starting && s.spec->ready == service::ReadyKind::path) check_ready(s);
-                else if (s.state == State::starting && now >= s.ready_deadline_ms) check_ready(s);
+                if (s.pending && s.ready_deadline_ms >= 0 && now >= s.ready_deadline_ms)
+                    setup_timed_out(s);
+                else if (s.state == State::starting && s.spec->ready == service::ReadyKind::path)
+                    check_ready(s);
+                else if (s.state == State::starting && now >= s.ready_deadline_ms)
+                    check_ready(s);
             report_boot_progress(now);
             for (auto& [name, s] : services_)
                 if (s.kill_at_ms >= 0 && now >= s.kill_at_ms && s.has_container) {
@@ -713,11 +781,14 @@ int Daemon::run() noexcept {
                 }
             expire_execs(now);
             expire_waiters(now_ms());
-            for (auto name : std::exchange(to_remove_, {})) (void)remove_workload(name, true);
+            for (auto name : std::exchange(to_remove_, {}))
+                (void)remove_workload(name, true);
             if (shutting_down_) {
                 // A running import is let finish: killed in the middle of moving a name from
                 // one image to another, it would lose the name.
-                bool any = import_ || std::any_of(services_.begin(), services_.end(), [](auto& p) { return p.second.has_container || p.second.pending; });
+                bool any = import_ || std::any_of(services_.begin(), services_.end(), [](auto& p) {
+                               return p.second.has_container || p.second.pending;
+                           });
                 if (!any) {
                     ::unlink(cfg_.socket.c_str());
                     log::info("all services stopped");

@@ -12,8 +12,8 @@
 #include <string>
 #include <vector>
 
-#include "common/fd.h"
 #include "audit/audit.h"
+#include "common/fd.h"
 #include "image/store.h"
 #include "keeld/log_buffer.h"
 #include "runtime/container.h"
@@ -31,14 +31,25 @@ struct DaemonConfig {
     std::string state_dir = "/var/lib/keel"; // config.yml overlay and log/
     std::string socket;                      // default /run/keel/<instance>.sock
     service::ContainerContext ctx;
-    int notify_fd = -1; // "READY\n" once every enabled service has started (PID 1 reads it)
+    int notify_fd = -1;  // "READY\n" once every enabled service has started (PID 1 reads it)
     std::string cmdline; // the kernel command line, for keel.config.* overrides
 };
 
 // The `keel` admin group's id from /etc/group, or -1.
 gid_t admin_gid();
 
-enum class State { disabled, stopped, waiting, starting, running, stopping, backoff, failed, invalid, exited };
+enum class State {
+    disabled,
+    stopped,
+    waiting,
+    starting,
+    running,
+    stopping,
+    backoff,
+    failed,
+    invalid,
+    exited
+};
 const char* state_name(State s);
 
 struct Service {
@@ -51,8 +62,8 @@ struct Service {
     bool has_container = false;
     std::optional<runtime::PendingStart> pending; // spawned, setup and exec still under way
     Fd log_rd;
-    int64_t log_resume_ms = -1; // its output came faster than it is kept: read again then
-    Fd notify_rd;                // ready: notify, the read end of the service's fd 3
+    int64_t log_resume_ms = -1;     // its output came faster than it is kept: read again then
+    Fd notify_rd;                   // ready: notify, the read end of the service's fd 3
     int64_t ready_deadline_ms = -1; // starting: killed as failed if not ready by then
     int64_t started_ms = 0;
     int restarts = 0;
@@ -62,17 +73,17 @@ struct Service {
     bool stop_requested = false;
     bool hold = false; // stopped by the user, or finished: not started again until asked
     bool start_after_stop = false; // `restart`: started again once the stop is done
-    std::string last_exit; // "exited with 1", "exec: ENOENT ..."
+    std::string last_exit;         // "exited with 1", "exec: ENOENT ..."
     std::unique_ptr<LogBuffer> log;
     // A workload of the user instance (`keel run`), rather than a service file's service.
     bool workload = false;
-    bool auto_remove = false;   // --rm: removed once it has exited
-    bool tty = false;           // -it: its first start makes a terminal in the container (spec.console)
-    Fd tty_master;              // ... whose master goes to the CLI with the `run` reply
-    Fd stdin_fd;                // -i: the CLI's own stdin, passed with the request, for its first start
-    std::string image;          // as given to `keel run`
-    std::string image_id;       // what it resolved to in the store
-    std::string rootfs_dir;     // its overlay mount
+    bool auto_remove = false; // --rm: removed once it has exited
+    bool tty = false;       // -it: its first start makes a terminal in the container (spec.console)
+    Fd tty_master;          // ... whose master goes to the CLI with the `run` reply
+    Fd stdin_fd;            // -i: the CLI's own stdin, passed with the request, for its first start
+    std::string image;      // as given to `keel run`
+    std::string image_id;   // what it resolved to in the store
+    std::string rootfs_dir; // its overlay mount
     int64_t created_unix = 0;
     std::optional<int> exit_code;
     bool oom_killed = false;
@@ -180,11 +191,11 @@ class Daemon {
         std::vector<Fd> fds; // passed with messages (SCM_RIGHTS), oldest first; at most a few
     };
     std::map<int, Client> clients_;
-    Fd reply_fd_; // passed with the reply being sent (a pty master), then closed here
+    Fd reply_fd_;        // passed with the reply being sent (a pty master), then closed here
     Fd take_client_fd(); // the oldest descriptor the current client passed, or none
     gid_t admin_gid_ = gid_t(-1); // the `keel` group: may use the control socket
-    YAML::Node config_; // the effective configuration
-    std::string config_error_; // the overlay's, when it is not the one in use
+    YAML::Node config_;           // the effective configuration
+    std::string config_error_;    // the overlay's, when it is not the one in use
     bool ready_sent_ = false;
     int64_t next_progress_ms_ = 0; // boot progress: the next report
     bool shutting_down_ = false;

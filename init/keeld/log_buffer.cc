@@ -13,7 +13,8 @@ void LogBuffer::add_line(const std::string& line) noexcept {
     try {
         lines_.push_back(line);
         seq_++;
-        while (lines_.size() > max_lines_) lines_.pop_front();
+        while (lines_.size() > max_lines_)
+            lines_.pop_front();
         if (!file_.empty()) (out_ += line) += '\n';
     } catch (...) {
     }
@@ -26,8 +27,9 @@ void LogBuffer::write_out() noexcept {
         ::rename(file_.c_str(), (file_ + ".1").c_str());
     }
     if (!fd_) {
-        fd_.reset(::open(file_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0640));
-        struct stat st{};
+        fd_.reset(
+            ::open(file_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0640));
+        struct stat st {};
         file_size_ = fd_ && ::fstat(fd_.get(), &st) == 0 ? size_t(st.st_size) : 0;
     }
     if (fd_) {
@@ -40,7 +42,9 @@ void LogBuffer::write_out() noexcept {
 
 bool LogBuffer::append(const char* data, size_t n, int64_t now_ms) noexcept {
     try {
-        if (refilled_ms_ >= 0) tokens_ = std::min(double(rate_), tokens_ + double(now_ms - refilled_ms_) * double(rate_) / 1000);
+        if (refilled_ms_ >= 0)
+            tokens_ = std::min(double(rate_),
+                               tokens_ + double(now_ms - refilled_ms_) * double(rate_) / 1000);
         refilled_ms_ = now_ms;
         size_t keep = std::min(n, size_t(tokens_));
         // Over the rate: the kept part ends at a line's end where it can.
@@ -80,7 +84,8 @@ void LogBuffer::flush_dropped() noexcept {
     if (!dropped_) return;
     uint64_t d = dropped_;
     dropped_ = 0;
-    std::string rate = rate_ >= 1024 ? std::to_string(rate_ >> 10) + " KiB/s" : std::to_string(rate_) + " bytes/s";
+    std::string rate =
+        rate_ >= 1024 ? std::to_string(rate_ >> 10) + " KiB/s" : std::to_string(rate_) + " bytes/s";
     note("dropped " + std::to_string(d) + " bytes of output (more than " + rate + ")");
 }
 

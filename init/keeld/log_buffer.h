@@ -14,12 +14,14 @@ namespace keel::keeld {
 class LogBuffer {
   public:
     // `rate`: bytes a second kept from the pipe, with up to `rate` at once; more is dropped.
-    LogBuffer(std::string file, size_t max_lines = 500, size_t max_file = 1 << 20, size_t rate = 1 << 20)
-        : file_(std::move(file)), max_lines_(max_lines), max_file_(max_file), rate_(rate), tokens_(double(rate)) {}
+    LogBuffer(std::string file, size_t max_lines = 500, size_t max_file = 1 << 20,
+              size_t rate = 1 << 20)
+        : file_(std::move(file)), max_lines_(max_lines), max_file_(max_file), rate_(rate),
+          tokens_(double(rate)) {}
     // Raw bytes from the service's pipe, read at `now_ms` (a monotonic clock). False when some
     // of them came over the rate and were dropped: the caller should read less for a while.
     bool append(const char* data, size_t n, int64_t now_ms) noexcept;
-    void note(const std::string& line) noexcept;      // keeld's own line ("started", "exited")
+    void note(const std::string& line) noexcept; // keeld's own line ("started", "exited")
     // Says in the log how much was dropped since it last said so (at the end of a run).
     void flush_dropped() noexcept;
     uint64_t dropped_total() const { return dropped_total_; }

@@ -24,24 +24,27 @@ int keeld_main(int argc, char** argv) noexcept {
             std::string a = argv[i];
             auto val = [&](const char* opt) -> const char* {
                 size_t n = std::strlen(opt);
-                if (a.compare(0, n, opt) == 0 && a.size() > n && a[n] == '=') return argv[i] + n + 1;
+                if (a.compare(0, n, opt) == 0 && a.size() > n && a[n] == '=')
+                    return argv[i] + n + 1;
                 if (a == opt && i + 1 < argc) return argv[++i];
                 return nullptr;
             };
-            if (const char* v = val("--instance")) cfg.instance = v;
+            if (const char* v = val("--instance"))
+                cfg.instance = v;
             else if (const char* v2 = val("--services")) {
                 // Given once or more, the directories replace the defaults.
                 if (!dirs_given) cfg.services_dirs.clear();
                 dirs_given = true;
                 cfg.services_dirs.push_back(v2);
-            }
-            else if (const char* v3 = val("--state")) {
+            } else if (const char* v3 = val("--state")) {
                 cfg.state_dir = v3;
                 state_given = true;
-            }
-            else if (const char* v4 = val("--socket")) cfg.socket = v4;
-            else if (const char* v5 = val("--images")) cfg.ctx.images_dir = v5;
-            else if (const char* v6 = val("--seccomp")) cfg.ctx.seccomp_profile = v6;
+            } else if (const char* v4 = val("--socket"))
+                cfg.socket = v4;
+            else if (const char* v5 = val("--images"))
+                cfg.ctx.images_dir = v5;
+            else if (const char* v6 = val("--seccomp"))
+                cfg.ctx.seccomp_profile = v6;
             else {
                 std::fprintf(stderr, "keeld: unknown option %s\n", argv[i]);
                 return 2;
@@ -56,7 +59,8 @@ int keeld_main(int argc, char** argv) noexcept {
             if (cfg.socket.empty()) cfg.socket = "/run/keel/user/user.sock";
             cfg.ctx.cgroup_prefix = "workloads/";
         } else if (cfg.instance != "system") {
-            std::fprintf(stderr, "keeld: --instance is system or user, not %s\n", cfg.instance.c_str());
+            std::fprintf(stderr, "keeld: --instance is system or user, not %s\n",
+                         cfg.instance.c_str());
             return 2;
         }
         cfg.ctx.state_dir = cfg.state_dir;

@@ -11,7 +11,9 @@
 
 namespace keel::keeld::protocol {
 
-std::string socket_path(const std::string& instance) { return "/run/keel/" + instance + ".sock"; }
+std::string socket_path(const std::string& instance) {
+    return "/run/keel/" + instance + ".sock";
+}
 
 int LineReader::next(std::string& line) {
     for (;;) {
@@ -44,7 +46,8 @@ Fd LineReader::take_fd() {
 Result<nlohmann::json> parse_request(const std::string& line) noexcept {
     try {
         auto req = nlohmann::json::parse(line, nullptr, false);
-        if (req.is_discarded() || !req.is_object()) return plain_error("malformed message: not a JSON object");
+        if (req.is_discarded() || !req.is_object())
+            return plain_error("malformed message: not a JSON object");
         return req;
     } catch (...) {
         return plain_error("out of memory");
@@ -61,7 +64,9 @@ Status check_hello(const nlohmann::json& req) noexcept {
             if (!it->is_number_integer()) return plain_error(shape);
             v = it->is_number_unsigned() ? INT64_MAX : it->get<int64_t>();
         }
-        if (v < kMinVersion) return plain_error(fmt::format("client too old: protocol {} < {}; update keel", v, kMinVersion));
+        if (v < kMinVersion)
+            return plain_error(
+                fmt::format("client too old: protocol {} < {}; update keel", v, kMinVersion));
         return {};
     } catch (...) {
         return plain_error("out of memory");
@@ -97,7 +102,8 @@ Result<int> connect(const std::string& path) {
         ::close(fd);
         if (e == ENOENT || e == ECONNREFUSED)
             return plain_error(fmt::format("keeld is not running (no daemon at {})", path));
-        if (e == EACCES || e == EPERM) return plain_error(fmt::format("permission denied on {} (root only)", path));
+        if (e == EACCES || e == EPERM)
+            return plain_error(fmt::format("permission denied on {} (root only)", path));
         return sys_error("connect " + path, e);
     }
     auto hello = request(fd, {{"hello", "keel"}, {"version", kVersion}});
@@ -117,8 +123,10 @@ Result<nlohmann::json> request(int fd, const nlohmann::json& req, int pass_fd, F
     if (rc != 1) return sys_error("read from keeld");
     if (received) *received = r.take_fd();
     auto reply = nlohmann::json::parse(line, nullptr, false);
-    if (reply.is_discarded() || !reply.is_object()) return plain_error("keeld sent a malformed reply");
-    if (!reply.value("ok", false)) return plain_error(reply.value("error", std::string("keeld refused the request")));
+    if (reply.is_discarded() || !reply.is_object())
+        return plain_error("keeld sent a malformed reply");
+    if (!reply.value("ok", false))
+        return plain_error(reply.value("error", std::string("keeld refused the request")));
     return reply;
 }
 

@@ -55,6 +55,7 @@ Result<int> connect(const std::string& path);
 // One request, one reply.
 // With `received`, a descriptor keeld sent with its reply lands there (the pty master of
 // `keel run -it`).
-Result<nlohmann::json> request(int fd, const nlohmann::json& req, int pass_fd = -1, Fd* received = nullptr);
+Result<nlohmann::json> request(int fd, const nlohmann::json& req, int pass_fd = -1,
+                               Fd* received = nullptr);
 
 } // namespace keel::keeld::protocol

@@ -11,11 +11,12 @@ int64_t backoff_ms(int failures) {
     return backoff_delay(failures, kBackoffMinMs, kBackoffMaxMs);
 }
 
-RestartDecision after_exit(service::RestartPolicy policy, bool failed, int64_t ran_ms, int restart_limit,
-                           int& failures) {
+RestartDecision after_exit(service::RestartPolicy policy, bool failed, int64_t ran_ms,
+                           int restart_limit, int& failures) {
     using service::RestartPolicy;
     if (policy == RestartPolicy::no || (policy == RestartPolicy::on_failure && !failed))
-        return {failed ? RestartDecision::Kind::hold_failed : RestartDecision::Kind::hold_stopped, 0};
+        return {failed ? RestartDecision::Kind::hold_failed : RestartDecision::Kind::hold_stopped,
+                0};
     if (ran_ms >= kStableRunMs) failures = 0;
     failures++;
     if (failures > restart_limit) return {RestartDecision::Kind::give_up, 0};

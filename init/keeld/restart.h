@@ -19,8 +19,8 @@ struct RestartDecision {
 };
 
 // `failures` is the service's count of consecutive failures; it is updated here.
-RestartDecision after_exit(service::RestartPolicy policy, bool failed, int64_t ran_ms, int restart_limit,
-                           int& failures);
+RestartDecision after_exit(service::RestartPolicy policy, bool failed, int64_t ran_ms,
+                           int restart_limit, int& failures);
 // The delay before start attempt number `failures` + 1 after a failed start.
 int64_t backoff_ms(int failures);
 

@@ -19,8 +19,8 @@
 
 #include <fmt/format.h>
 
-#include "common/fd.h"
 #include "common/clock.h"
+#include "common/fd.h"
 #include "common/log.h"
 #include "common/strings.h"
 #include "image/fs.h"
@@ -37,49 +37,69 @@ using nlohmann::json;
 
 namespace {
 
-json error(const std::string& msg) { return {{"ok", false}, {"error", msg}}; }
+json error(const std::string& msg) {
+    return {{"ok", false}, {"error", msg}};
+}
 
 bool valid_name(const std::string& n) {
     if (n.empty() || n.size() > 63 || !std::isalnum(static_cast<unsigned char>(n[0]))) return false;
     for (char c : n)
-        if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') return false;
+        if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.')
+            return false;
     return true;
 }
 
 std::string random_name() {
-    static const char* adj[] = {"brave", "calm", "eager", "fast", "keen", "quiet", "sharp", "steady", "swift", "bold"};
-    static const char* noun[] = {"hull", "mast", "sail", "deck", "helm", "oar", "bow", "stern", "buoy", "anchor"};
+    static const char* adj[] = {"brave", "calm",  "eager",  "fast",  "keen",
+                                "quiet", "sharp", "steady", "swift", "bold"};
+    static const char* noun[] = {"hull", "mast", "sail",  "deck", "helm",
+                                 "oar",  "bow",  "stern", "buoy", "anchor"};
     std::random_device rd;
     return fmt::format("{}-{}-{}", adj[rd() % 10], noun[rd() % 10], rd() % 1000);
 }
 
-int64_t unix_now() { return int64_t(::time(nullptr)); }
+int64_t unix_now() {
+    return int64_t(::time(nullptr));
+}
 
 // A `run` request, checked as a whole before anything is made for it: every field has the
 // type the CLI sends, and a field keeld does not know is refused rather than ignored.
 Status check_run_request(const json& req) {
     enum Kind { text, texts, flag, count, number };
     static const std::pair<const char*, Kind> fields[] = {
-        {"cmd", text},      {"name", text},     {"image", text},  {"user", text},       {"net", text},
-        {"command", texts}, {"env", texts},     {"volumes", texts}, {"cap_add", texts}, {"rm", flag},
-        {"stdin", flag},    {"tty", flag},      {"read_only", flag}, {"memory", count}, {"pids", count},
-        {"cpus", number}};
+        {"cmd", text},       {"name", text},     {"image", text}, {"user", text},
+        {"net", text},       {"command", texts}, {"env", texts},  {"volumes", texts},
+        {"cap_add", texts},  {"rm", flag},       {"stdin", flag}, {"tty", flag},
+        {"read_only", flag}, {"memory", count},  {"pids", count}, {"cpus", number}};
     for (const auto& [key, value] : req.items()) {
-        auto f = std::find_if(std::begin(fields), std::end(fields), [&](const auto& p) { return key == p.first; });
+        auto f = std::find_if(std::begin(fields), std::end(fields),
+                              [&](const auto& p) { return key == p.first; });
         if (f == std::end(fields)) return plain_error("run: unknown field '" + key + "'");
         bool ok = false;
         const char* want = "";
         switch (f->second) {
-        case text: ok = value.is_string(), want = "a string"; break;
-        case flag: ok = value.is_boolean(), want = "true or false"; break;
-        case count: ok = value.is_number_integer() && value.get<int64_t>() >= 0, want = "a non-negative integer"; break;
-        case number: ok = value.is_number() && value.get<double>() > 0, want = "a positive number"; break;
+        case text:
+            ok = value.is_string(), want = "a string";
+            break;
+        case flag:
+            ok = value.is_boolean(), want = "true or false";
+            break;
+        case count:
+            ok = value.is_number_integer() && value.get<int64_t>() >= 0,
+            want = "a non-negative integer";
+            break;
+        case number:
+            ok = value.is_number() && value.get<double>() > 0, want = "a positive number";
+            break;
         case texts:
-            ok = value.is_array() && std::all_of(value.begin(), value.end(), [](const json& v) { return v.is_string(); });
+            ok = value.is_array() && std::all_of(value.begin(), value.end(),
+                                                 [](const json& v) { return v.is_string(); });
             want = "a list of strings";
             break;
         }
-        if (!ok) return plain_error(fmt::format("run: '{}' must be {}, got {}", key, want, value.dump()));
+        if (!ok)
+            return plain_error(
+                fmt::format("run: '{}' must be {}, got {}", key, want, value.dump()));
     }
     return {};
 }
@@ -97,7 +117,8 @@ void Daemon::seed_images() {
     std::vector<std::string> archives;
     if (DIR* d = ::opendir(dir.c_str())) {
         while (dirent* e = ::readdir(d))
-            if (std::string_view(e->d_name).ends_with(".tar")) archives.push_back(dir + "/" + e->d_name);
+            if (std::string_view(e->d_name).ends_with(".tar"))
+                archives.push_back(dir + "/" + e->d_name);
         ::closedir(d);
     }
     std::sort(archives.begin(), archives.end());
@@ -115,7 +136,8 @@ void Daemon::seed_images() {
 // delegated subtree. cgroup v2 lets a cgroup hand controllers to children only while it has
 // no processes of its own, so keeld moves itself into a leaf first.
 void Daemon::setup_user_instance() {
-    for (const char* d : {"", "/containers", "/log"}) ::mkdir((cfg_.state_dir + d).c_str(), 0700);
+    for (const char* d : {"", "/containers", "/log"})
+        ::mkdir((cfg_.state_dir + d).c_str(), 0700);
     images_ = std::make_unique<image::Store>(cfg_.state_dir + "/images");
     seed_images();
     const std::string cg = "/sys/fs/cgroup";
@@ -126,7 +148,8 @@ void Daemon::setup_user_instance() {
         std::string avail, enable;
         read_file((cg + "/cgroup.controllers").c_str(), avail);
         for (const auto& c : split(std::string(trim(avail)), ' '))
-            if (c == "memory" || c == "pids" || c == "cpu") enable += (enable.empty() ? "+" : " +") + c;
+            if (c == "memory" || c == "pids" || c == "cpu")
+                enable += (enable.empty() ? "+" : " +") + c;
         if (!enable.empty() && !write_file((cg + "/cgroup.subtree_control").c_str(), enable))
             log::warn("cgroup: cannot enable {}: {}", enable, std::strerror(errno));
     } else {
@@ -138,11 +161,14 @@ Result<std::string> Daemon::create_workload(const json& req) {
     if (auto ok = check_run_request(req); !ok) return ok.error();
     std::string name = req.value("name", "");
     if (name.empty()) {
-        do name = random_name();
+        do
+            name = random_name();
         while (services_.count(name));
     }
-    if (!valid_name(name)) return plain_error("invalid name '" + name + "' (letters, digits, '-', '_', '.')");
-    if (services_.count(name)) return plain_error("a workload named '" + name + "' already exists (keel rm " + name + ")");
+    if (!valid_name(name))
+        return plain_error("invalid name '" + name + "' (letters, digits, '-', '_', '.')");
+    if (services_.count(name))
+        return plain_error("a workload named '" + name + "' already exists (keel rm " + name + ")");
     std::string image = req.value("image", "");
     if (image.empty()) return plain_error("no image");
 
@@ -161,10 +187,12 @@ Result<std::string> Daemon::create_workload(const json& req) {
     sp.command = cfg.entrypoint;
     const auto& args = cmd.empty() ? cfg.cmd : cmd;
     sp.command.insert(sp.command.end(), args.begin(), args.end());
-    if (sp.command.empty()) return plain_error("no command: the image has none, give one after the image name");
+    if (sp.command.empty())
+        return plain_error("no command: the image has none, give one after the image name");
     sp.environment = cfg.env;
     for (const auto& e : req.value("env", std::vector<std::string>{})) {
-        if (e.find('=') == std::string::npos) return plain_error("-e " + e + ": expected KEY=VALUE");
+        if (e.find('=') == std::string::npos)
+            return plain_error("-e " + e + ": expected KEY=VALUE");
         sp.environment.push_back(e);
     }
     sp.user = req.value("user", cfg.user.empty() ? std::string("0") : cfg.user);
@@ -174,23 +202,27 @@ Result<std::string> Daemon::create_workload(const json& req) {
     for (auto c : req.value("cap_add", std::vector<std::string>{})) {
         std::transform(c.begin(), c.end(), c.begin(), ::toupper);
         if (!starts_with(c, "CAP_")) c = "CAP_" + c;
-        if (runtime::oci::capability_from_name(c) < 0) return plain_error("--cap-add: unknown capability " + c);
+        if (runtime::oci::capability_from_name(c) < 0)
+            return plain_error("--cap-add: unknown capability " + c);
         caps.push_back(c);
     }
-    for (const auto& c : caps) sp.capabilities.push_back(runtime::oci::capability_from_name(c));
+    for (const auto& c : caps)
+        sp.capabilities.push_back(runtime::oci::capability_from_name(c));
     std::string net = req.value("net", "host");
     if (net != "host" && net != "none") return plain_error("--net " + net + ": none or host");
     sp.host.net = net == "host";
     sp.read_only_root = req.value("read_only", false);
     for (const auto& v : req.value("volumes", std::vector<std::string>{})) {
         auto parts = split(v, ':');
-        if (parts.size() < 2 || parts.size() > 3 || parts[0].empty() || parts[1].empty() || parts[1][0] != '/')
+        if (parts.size() < 2 || parts.size() > 3 || parts[0].empty() || parts[1].empty() ||
+            parts[1][0] != '/')
             return plain_error("-v " + v + ": expected HOST:CONTAINER[:ro]");
         service::ServiceMount m;
         m.source = parts[0];
         m.destination = parts[1];
         m.read_only = parts.size() == 3 && parts[2] == "ro";
-        if (parts.size() == 3 && parts[2] != "ro" && parts[2] != "rw") return plain_error("-v " + v + ": mode is ro or rw");
+        if (parts.size() == 3 && parts[2] != "ro" && parts[2] != "rw")
+            return plain_error("-v " + v + ": mode is ro or rw");
         sp.mounts.push_back(m);
     }
     if (req.contains("memory")) sp.resources.memory_max = req["memory"].get<int64_t>();
@@ -212,14 +244,17 @@ Result<std::string> Daemon::create_workload(const json& req) {
 
     // The container's root: the image's layers under a writable layer of its own.
     for (const char* d : {"", "/upper", "/work", "/rootfs"})
-        if (::mkdir((dir + d).c_str(), 0755) < 0 && errno != EEXIST) return sys_error("mkdir " + dir + d);
+        if (::mkdir((dir + d).c_str(), 0755) < 0 && errno != EEXIST)
+            return sys_error("mkdir " + dir + d);
     std::string lower;
-    for (const auto& l : images_->lower_dirs(*found)) lower += (lower.empty() ? "" : ":") + l;
+    for (const auto& l : images_->lower_dirs(*found))
+        lower += (lower.empty() ? "" : ":") + l;
     // userxattr: in a user namespace overlayfs keeps its whiteouts and opaque marks in
     // user.overlay.* xattrs (what the image store writes).
-    std::string opts = fmt::format("lowerdir={},upperdir={}/upper,workdir={}/work{}", lower, dir, dir,
-                                   runtime::in_child_user_namespace() ? ",userxattr" : "");
-    if (::mount("overlay", (dir + "/rootfs").c_str(), "overlay", MS_NOSUID | MS_NODEV, opts.c_str()) < 0) {
+    std::string opts = fmt::format("lowerdir={},upperdir={}/upper,workdir={}/work{}", lower, dir,
+                                   dir, runtime::in_child_user_namespace() ? ",userxattr" : "");
+    if (::mount("overlay", (dir + "/rootfs").c_str(), "overlay", MS_NOSUID | MS_NODEV,
+                opts.c_str()) < 0) {
         Error e = sys_error("mount overlay for " + name);
         (void)image::remove_tree(dir);
         return e;
@@ -255,8 +290,9 @@ void Daemon::finished(const std::string& name) noexcept {
                 ++it;
                 continue;
             }
-            protocol::send(it->fd, s ? json{{"ok", true}, {"done", true}, {"service", describe(*s, false)}}
-                                     : error("workload " + name + " was removed"));
+            protocol::send(it->fd,
+                           s ? json{{"ok", true}, {"done", true}, {"service", describe(*s, false)}}
+                             : error("workload " + name + " was removed"));
             it = waiters_.erase(it);
         }
     } catch (...) {
@@ -281,7 +317,8 @@ Status Daemon::remove_workload(const std::string& name, bool force) {
     Service* s = find(name);
     if (!s || !s->workload) return plain_error("no workload '" + name + "'");
     if (s->has_container || s->pending) {
-        if (!force) return plain_error("workload " + name + " is running: stop it first, or keel rm -f");
+        if (!force)
+            return plain_error("workload " + name + " is running: stop it first, or keel rm -f");
         if (s->has_container) {
             (void)s->container.signal(SIGKILL);
             auto st = s->container.wait();
@@ -323,15 +360,18 @@ json Daemon::start_exec(const json& req) {
     pid_t pid = s->container.pid();
     spec->id = name + "-exec";
     spec->args = cmd;
-    for (const auto& e : req.value("env", std::vector<std::string>{})) spec->env.push_back(e);
+    for (const auto& e : req.value("env", std::vector<std::string>{}))
+        spec->env.push_back(e);
     spec->namespaces.clear();
-    for (auto t : {runtime::NsType::pid, runtime::NsType::mount, runtime::NsType::ipc, runtime::NsType::uts,
-                   runtime::NsType::net, runtime::NsType::cgroup}) {
+    for (auto t : {runtime::NsType::pid, runtime::NsType::mount, runtime::NsType::ipc,
+                   runtime::NsType::uts, runtime::NsType::net, runtime::NsType::cgroup}) {
         // A namespace the workload shares with us (--net host) is not joined: setns would ask
         // for CAP_SYS_ADMIN over it, which the user runtime does not have over the host's.
         std::string theirs = fmt::format("/proc/{}/ns/{}", pid, runtime::ns_proc_name(t));
-        struct stat a{}, b{};
-        if (::stat(theirs.c_str(), &a) == 0 && ::stat(fmt::format("/proc/self/ns/{}", runtime::ns_proc_name(t)).c_str(), &b) == 0 &&
+        struct stat a {
+        }, b{};
+        if (::stat(theirs.c_str(), &a) == 0 &&
+            ::stat(fmt::format("/proc/self/ns/{}", runtime::ns_proc_name(t)).c_str(), &b) == 0 &&
             a.st_ino == b.st_ino && a.st_dev == b.st_dev)
             continue;
         spec->namespaces.push_back({t, theirs});
@@ -426,7 +466,8 @@ void Daemon::on_exec_event(int fd) noexcept {
                 if (e.out) {
                     // What is left in the pipe, within reason: a process of the workload may
                     // still hold its write end and keep writing.
-                    for (int i = 0; i < 16; ++i) read_exec_output(e.out.get(), e.output);
+                    for (int i = 0; i < 16; ++i)
+                        read_exec_output(e.out.get(), e.output);
                     unwatch(e.out.get());
                     e.out.reset();
                 }
@@ -447,16 +488,18 @@ void Daemon::expire_execs(int64_t now) noexcept {
             if (!e.pending || e.start_deadline_ms < 0 || now < e.start_deadline_ms) continue;
             e.start_deadline_ms = -1;
             ::kill(e.pending->pid(), SIGKILL);
-            e.start_error = fmt::format("exec in {}: the process did not start within {} s (stopped or stuck in the "
-                                        "workload's namespaces); killed",
-                                        e.workload, kExecStartTimeoutMs / 1000);
+            e.start_error = fmt::format(
+                "exec in {}: the process did not start within {} s (stopped or stuck in the "
+                "workload's namespaces); killed",
+                e.workload, kExecStartTimeoutMs / 1000);
         }
     } catch (...) {
     }
 }
 
 json Daemon::handle_workload(const std::string& cmd, const json& req) {
-    if (cfg_.instance != "user") return error("workloads run in the user runtime (keel run talks to it)");
+    if (cfg_.instance != "user")
+        return error("workloads run in the user runtime (keel run talks to it)");
     std::string name = req.value("name", "");
     if (cmd == "exec") return start_exec(req);
     if (cmd == "wait") {
@@ -475,13 +518,20 @@ json Daemon::handle_workload(const std::string& cmd, const json& req) {
         Exec& e = it->second;
         if (!e.start_error.empty()) {
             // Failed or given up: said once the process is gone.
-            if (!e.done) return {{"ok", true}, {"output", ""}, {"offset", req.value("offset", size_t(0))}, {"done", false}};
+            if (!e.done)
+                return {{"ok", true},
+                        {"output", ""},
+                        {"offset", req.value("offset", size_t(0))},
+                        {"done", false}};
             json r = error(e.start_error);
             execs_.erase(it);
             return r;
         }
         size_t off = std::min<size_t>(req.value("offset", size_t(0)), e.output.size());
-        json r = {{"ok", true}, {"output", e.output.substr(off)}, {"offset", e.output.size()}, {"done", e.done}};
+        json r = {{"ok", true},
+                  {"output", e.output.substr(off)},
+                  {"offset", e.output.size()},
+                  {"done", e.done}};
         if (e.done) {
             r["exit_code"] = e.code;
             execs_.erase(it);
@@ -493,7 +543,8 @@ json Daemon::handle_workload(const std::string& cmd, const json& req) {
         if (!n) return error(n.error().str());
         Service* s = find(*n);
         reply_fd_ = std::move(s->tty_master);
-        return {{"ok", true}, {"name", *n}, {"tty", bool(reply_fd_)}, {"service", describe(*s, false)}};
+        return {
+            {"ok", true}, {"name", *n}, {"tty", bool(reply_fd_)}, {"service", describe(*s, false)}};
     }
     if (cmd == "kill") {
         Service* s = find(name);
@@ -505,7 +556,8 @@ json Daemon::handle_workload(const std::string& cmd, const json& req) {
         return {{"ok", true}};
     }
     if (cmd == "rm") {
-        if (auto st = remove_workload(name, req.value("force", false)); !st) return error(st.error().str());
+        if (auto st = remove_workload(name, req.value("force", false)); !st)
+            return error(st.error().str());
         return {{"ok", true}};
     }
     return error("unknown command '" + cmd + "'");
@@ -538,42 +590,52 @@ void Daemon::on_import_event() noexcept {
     try {
         char buf[8192];
         ssize_t n;
-        while ((n = ::read(import_->out.get(), buf, sizeof buf)) > 0) import_->reply.append(buf, size_t(n));
+        while ((n = ::read(import_->out.get(), buf, sizeof buf)) > 0)
+            import_->reply.append(buf, size_t(n));
         if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
         unwatch(import_->out.get());
         int status = 0;
         pid_t r;
-        do r = ::waitpid(import_->pid, &status, 0);
+        do
+            r = ::waitpid(import_->pid, &status, 0);
         while (r < 0 && errno == EINTR);
         json reply = json::parse(import_->reply, nullptr, false);
         if (reply.is_discarded() || !reply.is_object()) {
-            std::string how = r != import_->pid      ? "ended"
-                              : WIFSIGNALED(status) ? fmt::format("was killed by signal {}", WTERMSIG(status))
-                                                    : fmt::format("exited with {}", WEXITSTATUS(status));
-            reply = error(fmt::format("image import: the import process {} without an answer; nothing was added", how));
+            std::string how = r != import_->pid ? "ended"
+                              : WIFSIGNALED(status)
+                                  ? fmt::format("was killed by signal {}", WTERMSIG(status))
+                                  : fmt::format("exited with {}", WEXITSTATUS(status));
+            reply = error(fmt::format(
+                "image import: the import process {} without an answer; nothing was added", how));
         }
-        if (import_->client >= 0 && clients_.count(import_->client)) protocol::send(import_->client, reply);
+        if (import_->client >= 0 && clients_.count(import_->client))
+            protocol::send(import_->client, reply);
     } catch (...) {
     }
     import_.reset();
 }
 
 json Daemon::handle_image(const std::string& cmd, const json& req) {
-    if (cfg_.instance != "user" || !images_) return error("images belong to the user runtime (keel image talks to it)");
+    if (cfg_.instance != "user" || !images_)
+        return error("images belong to the user runtime (keel image talks to it)");
     if (cmd == "image_list") {
         auto all = images_->list();
         if (!all) return error(all.error().str());
         json out = json::array();
-        for (const auto& img : *all) out.push_back(image_json(img));
+        for (const auto& img : *all)
+            out.push_back(image_json(img));
         return {{"ok", true}, {"images", out}};
     }
     if (cmd == "image_import") {
         // The archive comes as a descriptor with the request: the CLI's file system is not ours.
         Fd archive = take_client_fd();
         if (!archive) return error("image import: no file was passed with the request");
-        struct stat st{};
-        if (::fstat(archive.get(), &st) < 0 || !S_ISREG(st.st_mode)) return error("image import: not a regular file");
-        if (import_) return error("image import: another import is running (one at a time; try again when it is done)");
+        struct stat st {};
+        if (::fstat(archive.get(), &st) < 0 || !S_ISREG(st.st_mode))
+            return error("image import: not a regular file");
+        if (import_)
+            return error("image import: another import is running (one at a time; try again when "
+                         "it is done)");
         if (shutting_down_) return error("image import: keeld is stopping");
         int p[2];
         if (::pipe2(p, O_CLOEXEC) < 0) return error(sys_error("image import: pipe").str());
@@ -591,7 +653,8 @@ json Daemon::handle_image(const std::string& cmd, const json& req) {
             // descriptors or the container pidfds, which would outlive their closing in keeld.
             int keep[2] = {std::min(archive.get(), wr.get()), std::max(archive.get(), wr.get())};
             if (keep[0] > 3) ::syscall(SYS_close_range, 3U, unsigned(keep[0] - 1), 0);
-            if (keep[1] > keep[0] + 1) ::syscall(SYS_close_range, unsigned(keep[0] + 1), unsigned(keep[1] - 1), 0);
+            if (keep[1] > keep[0] + 1)
+                ::syscall(SYS_close_range, unsigned(keep[0] + 1), unsigned(keep[1] - 1), 0);
             ::syscall(SYS_close_range, unsigned(keep[1] + 1), ~0U, 0);
             std::string text;
             try {
@@ -601,7 +664,8 @@ json Daemon::handle_image(const std::string& cmd, const json& req) {
                     reply = error(imported.error().str());
                 } else {
                     json out = json::array();
-                    for (const auto& img : *imported) out.push_back(image_json(img));
+                    for (const auto& img : *imported)
+                        out.push_back(image_json(img));
                     reply = {{"ok", true}, {"images", out}};
                 }
                 text = reply.dump();
@@ -631,7 +695,8 @@ json Daemon::handle_image(const std::string& cmd, const json& req) {
         // A workload's root is an overlay on the image's layers: they stay while it exists.
         for (const auto& [n, s] : services_)
             if (s.workload && s.image_id == img->id)
-                return error(fmt::format("image {} is used by workload {} (keel rm {} first)", ref, n, n));
+                return error(
+                    fmt::format("image {} is used by workload {} (keel rm {} first)", ref, n, n));
         if (auto st = images_->remove(ref); !st) return error(st.error().str());
         return {{"ok", true}, {"removed", image_json(*img)}};
     }

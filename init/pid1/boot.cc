@@ -33,15 +33,16 @@
 namespace keel::pid1::boot {
 
 static bool is_mountpoint(const char* path) {
-    struct stat st{}, parent{};
+    struct stat st {
+    }, parent{};
     if (::stat(path, &st) < 0) return false;
     std::string up = std::string(path) + "/..";
     if (::stat(up.c_str(), &parent) < 0) return false;
     return st.st_dev != parent.st_dev || st.st_ino == parent.st_ino;
 }
 
-static Status mount_if_missing(const char* src, const char* dir, const char* type, unsigned long flags,
-                               const char* data, bool optional = false) {
+static Status mount_if_missing(const char* src, const char* dir, const char* type,
+                               unsigned long flags, const char* data, bool optional = false) {
     ::mkdir(dir, 0755);
     if (is_mountpoint(dir)) return {};
     if (::mount(src, dir, type, flags, data) < 0) {
@@ -56,14 +57,16 @@ Status mount_early() {
     KEEL_TRY(mount_if_missing("proc", "/proc", "proc", secure, "hidepid=0"));
     KEEL_TRY(mount_if_missing("sysfs", "/sys", "sysfs", secure, nullptr));
     KEEL_TRY(mount_if_missing("devtmpfs", "/dev", "devtmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755"));
-    KEEL_TRY(mount_if_missing("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "gid=5,mode=0620,ptmxmode=0666"));
+    KEEL_TRY(mount_if_missing("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
+                              "gid=5,mode=0620,ptmxmode=0666"));
     KEEL_TRY(mount_if_missing("shm", "/dev/shm", "tmpfs", secure, "mode=1777"));
     KEEL_TRY(mount_if_missing("run", "/run", "tmpfs", secure, "mode=0755"));
     KEEL_TRY(mount_if_missing("tmp", "/tmp", "tmpfs", secure, "mode=1777"));
     // Pure cgroup v2; nsdelegate makes a cgroup namespace a delegation boundary, which the
     // user runtime's subtree relies on.
     KEEL_TRY(mount_if_missing("cgroup2", "/sys/fs/cgroup", "cgroup2", secure, "nsdelegate"));
-    KEEL_TRY(mount_if_missing("securityfs", "/sys/kernel/security", "securityfs", secure, nullptr, true));
+    KEEL_TRY(mount_if_missing("securityfs", "/sys/kernel/security", "securityfs", secure, nullptr,
+                              true));
     ::mkdir("/run/keel", 0755);
     ::mkdir("/var", 0755);
     ::mkdir("/var/lib", 0755);
@@ -84,8 +87,10 @@ Status protect_binary() {
     ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (n <= 0) return sys_error("readlink /proc/self/exe");
     exe[n] = '\0';
-    if (::mount(exe, exe, nullptr, MS_BIND, nullptr) < 0) return sys_error(fmt::format("bind {}", exe));
-    if (::mount(nullptr, exe, nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, nullptr) < 0) {
+    if (::mount(exe, exe, nullptr, MS_BIND, nullptr) < 0)
+        return sys_error(fmt::format("bind {}", exe));
+    if (::mount(nullptr, exe, nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV,
+                nullptr) < 0) {
         Error e = sys_error(fmt::format("make {} read-only", exe));
         (void)::umount2(exe, MNT_DETACH);
         return e;
@@ -110,7 +115,8 @@ ModuleReport load_modules(const config::modules::AllowList& list) {
     for (const auto& line : split(builtin_text, '\n'))
         if (!line.empty()) builtin.push_back(config::modules::module_name(line));
     std::vector<std::string> wanted;
-    for (const auto& m : list.modules) wanted.push_back(m.name);
+    for (const auto& m : list.modules)
+        wanted.push_back(m.name);
     auto order = config::modules::load_order(table, wanted, builtin, r.missing);
 
     // Loaded by a few threads, each module once its dependencies are in: most of the time goes
@@ -118,7 +124,8 @@ ModuleReport load_modules(const config::modules::AllowList& list) {
     // TCG spends most of init's time here).
     enum class St { pending, loading, loaded, failed };
     std::map<std::string, St> state;
-    for (const auto& n : order) state[n] = St::pending;
+    for (const auto& n : order)
+        state[n] = St::pending;
     std::map<std::string, std::string> error;
     std::mutex mu;
     std::condition_variable cv;
@@ -130,7 +137,8 @@ ModuleReport load_modules(const config::modules::AllowList& list) {
         Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
         if (!fd) return sys_error(name + ": open " + path).str();
         bool compressed = path.ends_with(".xz") || path.ends_with(".zst") || path.ends_with(".gz");
-        long rc = ::syscall(SYS_finit_module, fd.get(), params.c_str(), compressed ? MODULE_INIT_COMPRESSED_FILE : 0);
+        long rc = ::syscall(SYS_finit_module, fd.get(), params.c_str(),
+                            compressed ? MODULE_INIT_COMPRESSED_FILE : 0);
         if (rc < 0 && errno != EEXIST) return sys_error(name).str();
         return {};
     };
@@ -146,7 +154,9 @@ ModuleReport load_modules(const config::modules::AllowList& list) {
                 auto d = table.deps.find(n);
                 if (d != table.deps.end())
                     for (const auto& dep : d->second)
-                        if (state.count(dep) && (state[dep] == St::pending || state[dep] == St::loading)) ready = false;
+                        if (state.count(dep) &&
+                            (state[dep] == St::pending || state[dep] == St::loading))
+                            ready = false;
                 if (ready) {
                     next = &n;
                     break;
@@ -177,21 +187,26 @@ ModuleReport load_modules(const config::modules::AllowList& list) {
     unsigned n = std::clamp(std::thread::hardware_concurrency(), 1u, 4u);
     std::vector<std::thread> threads;
     try {
-        for (unsigned i = 1; i < n; ++i) threads.emplace_back(worker);
+        for (unsigned i = 1; i < n; ++i)
+            threads.emplace_back(worker);
     } catch (...) {
         // No threads: this one does all the work.
     }
     worker();
-    for (auto& t : threads) t.join();
+    for (auto& t : threads)
+        t.join();
     for (const auto& name : order) {
-        if (state[name] == St::loaded) r.loaded.push_back(name);
-        else r.failed.push_back(error[name]);
+        if (state[name] == St::loaded)
+            r.loaded.push_back(name);
+        else
+            r.failed.push_back(error[name]);
     }
     return r;
 }
 
 Status lock_modules() {
-    if (!write_file("/proc/sys/kernel/modules_disabled", "1")) return sys_error("kernel.modules_disabled=1");
+    if (!write_file("/proc/sys/kernel/modules_disabled", "1"))
+        return sys_error("kernel.modules_disabled=1");
     return {};
 }
 
@@ -232,7 +247,7 @@ Result<std::string> mount_state(const std::string& label) {
 }
 
 Status bound_user_state(const std::string& device, uid_t owner) {
-    struct statvfs vfs{};
+    struct statvfs vfs {};
     if (::statvfs("/var/lib/keel", &vfs) < 0) return sys_error("statvfs /var/lib/keel");
     auto limits = quota::user_state_limits(uint64_t(vfs.f_blocks) * vfs.f_frsize, vfs.f_files);
     return quota::bound_dir(device, "/var/lib/keel/user", owner, limits);
@@ -241,7 +256,8 @@ Status bound_user_state(const std::string& device, uid_t owner) {
 Status mount_state_tmpfs() {
     // 0711, as a state partition's root is searchable: the user runtime, root only in its own
     // user namespace, reaches /var/lib/keel/user through it (nobody may list it).
-    if (::mount("state", "/var/lib/keel", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0711") < 0)
+    if (::mount("state", "/var/lib/keel", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0711") <
+        0)
         return sys_error("mount tmpfs on /var/lib/keel");
     return {};
 }

@@ -71,31 +71,36 @@ std::string read_text(const std::string& path) {
 // overlay never bricks the box: the error is printed with its line, the last good copy is
 // used, and the broken file is kept for the user to fix. Returns the effective hostname, and
 // the user runtime's host id in `user_host_id`.
-std::string load_config(Console& con, const std::map<std::string, std::string>& overrides, uid_t& user_host_id) {
+std::string load_config(Console& con, const std::map<std::string, std::string>& overrides,
+                        uid_t& user_host_id) {
     auto cfg = config::load(kOverlay, kLastGood, overrides);
-    for (const auto& w : cfg.warnings) con.stage("config", "ignored " + w);
+    for (const auto& w : cfg.warnings)
+        con.stage("config", "ignored " + w);
     if (!cfg.error.empty()) {
         con.stage("config", "ERROR " + cfg.error);
-        con.stage("config", cfg.source == "last good"
-                                ? std::string("booting with the last good configuration ") + kLastGood
-                                : "booting with the built-in defaults (no last good configuration)");
+        con.stage("config",
+                  cfg.source == "last good"
+                      ? std::string("booting with the last good configuration ") + kLastGood
+                      : "booting with the built-in defaults (no last good configuration)");
     } else if (cfg.source == "overlay") {
         std::string text;
         read_file(kOverlay, text);
-        if (!write_file_atomic(kLastGood, text, 0600)) con.stage("config", sys_error(std::string("save ") + kLastGood).str());
+        if (!write_file_atomic(kLastGood, text, 0600))
+            con.stage("config", sys_error(std::string("save ") + kLastGood).str());
         con.stage("config", std::string("defaults + ") + kOverlay);
     } else {
         con.stage("config", "defaults (no overlay)");
     }
-    if (auto id = config::get(cfg.effective, "user_runtime.host_id")) user_host_id = id->as<uid_t>();
+    if (auto id = config::get(cfg.effective, "user_runtime.host_id"))
+        user_host_id = id->as<uid_t>();
     auto host = config::get(cfg.effective, "hostname");
     return host ? host->as<std::string>() : "keel";
 }
 
 void block_signals(sigset_t& set) {
     sigemptyset(&set);
-    for (int s : {SIGCHLD, contract::kPid1Terminate, contract::kPid1Reboot, SIGUSR1, contract::kPid1Poweroff, SIGHUP,
-                  contract::kPid1PowerFail, SIGQUIT})
+    for (int s : {SIGCHLD, contract::kPid1Terminate, contract::kPid1Reboot, SIGUSR1,
+                  contract::kPid1Poweroff, SIGHUP, contract::kPid1PowerFail, SIGQUIT})
         sigaddset(&set, s);
     ::sigprocmask(SIG_BLOCK, &set, nullptr);
 }
@@ -124,19 +129,26 @@ int init_main(int argc, char** argv) noexcept {
     try {
         Status m = boot::mount_early();
         ensure_console();
-        sys.print(fmt::format("keel: init {} starting{}", KEEL_VERSION, test ? " (test mode)" : ""));
+        sys.print(
+            fmt::format("keel: init {} starting{}", KEEL_VERSION, test ? " (test mode)" : ""));
         // Not fatal: without it the runtime copies itself to a sealed memfd instead.
         Status ro = m && !test ? boot::protect_binary() : Status{};
         con.stage("mounts", m ? std::string("proc sys dev run tmp cgroup2") +
-                                    (test ? "" : ro ? "; keel binary read-only" : "; " + ro.error().str())
+                                    (test ? ""
+                                     : ro ? "; keel binary read-only"
+                                          : "; " + ro.error().str())
                               : m.error().str());
         if (!m) fatal = "mounting the pseudo-filesystems failed: " + m.error().str();
 
         const char* env_cmdline = test ? std::getenv("KEEL_CMDLINE") : nullptr;
         cmd = config::parse_kernel_args(env_cmdline ? env_cmdline : read_text("/proc/cmdline"));
-        con.stage("cmdline", fmt::format("state={} debug={} recovery={}{}", cmd.state_label.value_or("KEEL_STATE"),
-                                         cmd.debug, cmd.recovery,
-                                         cmd.unknown_keel.empty() ? "" : " (ignored: " + fmt::format("{}", fmt::join(cmd.unknown_keel, " ")) + ")"));
+        con.stage("cmdline",
+                  fmt::format("state={} debug={} recovery={}{}",
+                              cmd.state_label.value_or("KEEL_STATE"), cmd.debug, cmd.recovery,
+                              cmd.unknown_keel.empty()
+                                  ? ""
+                                  : " (ignored: " +
+                                        fmt::format("{}", fmt::join(cmd.unknown_keel, " ")) + ")"));
 
         if (test) {
             con.stage("modules", "skipped (test mode)");
@@ -149,16 +161,22 @@ int init_main(int argc, char** argv) noexcept {
                 list = config::modules::AllowList{};
             }
             auto rep = boot::load_modules(*list);
-            con.stage("modules", fmt::format("loaded {}: {}", rep.loaded.size(), fmt::join(rep.loaded, " ")));
-            for (const auto& m2 : rep.missing) con.stage("modules", "not found: " + m2);
+            con.stage("modules",
+                      fmt::format("loaded {}: {}", rep.loaded.size(), fmt::join(rep.loaded, " ")));
+            for (const auto& m2 : rep.missing)
+                con.stage("modules", "not found: " + m2);
             if (cmd.debug)
-                for (const auto& [name, us] : rep.load_us) con.stage("modules", fmt::format("{}: {} us", name, us));
-            for (const auto& f : rep.failed) con.stage("modules", "failed: " + f);
+                for (const auto& [name, us] : rep.load_us)
+                    con.stage("modules", fmt::format("{}: {} us", name, us));
+            for (const auto& f : rep.failed)
+                con.stage("modules", "failed: " + f);
             bool lock = list->lock && cmd.config.count("modules.lock") == 0;
-            if (cmd.config.count("modules.lock") && cmd.config["modules.lock"] != "false") lock = true;
+            if (cmd.config.count("modules.lock") && cmd.config["modules.lock"] != "false")
+                lock = true;
             if (lock) {
                 Status l = boot::lock_modules();
-                con.stage("modules", l ? "locked (kernel.modules_disabled=1)" : "ERROR " + l.error().str());
+                con.stage("modules",
+                          l ? "locked (kernel.modules_disabled=1)" : "ERROR " + l.error().str());
             }
 
             std::string sorigin = std::string(kConfigDir) + "/sysctl.yml";
@@ -168,15 +186,17 @@ int init_main(int argc, char** argv) noexcept {
             } else {
                 auto out = sysctl::apply(*prof);
                 con.stage("sysctl", fmt::format("applied {} of {}", out.applied, out.attempted));
-                for (const auto& f : out.failures) con.stage("sysctl", "not applied: " + f);
+                for (const auto& f : out.failures)
+                    con.stage("sysctl", "not applied: " + f);
             }
         }
 
         std::string hostname = cmd.config.count("hostname") ? cmd.config["hostname"] : "keel";
         Status h = boot::set_hostname(hostname);
         Status lo = boot::loopback_up();
-        con.stage("network", fmt::format("hostname {}{}; lo {}", hostname, h ? "" : " (" + h.error().str() + ")",
-                                         lo ? "up" : lo.error().str()));
+        con.stage("network",
+                  fmt::format("hostname {}{}; lo {}", hostname,
+                              h ? "" : " (" + h.error().str() + ")", lo ? "up" : lo.error().str()));
 
         if (test) {
             con.stage("state", "test mode: /var/lib/keel not mounted");
@@ -186,8 +206,9 @@ int init_main(int argc, char** argv) noexcept {
                 con.stage("state", fmt::format("{} mounted on /var/lib/keel", *dev));
             } else {
                 Status t = boot::mount_state_tmpfs();
-                con.stage("state", fmt::format("{}: using a tmpfs, STATE WILL NOT PERSIST{}", dev.error().str(),
-                                               t ? "" : " (" + t.error().str() + ")"));
+                con.stage("state",
+                          fmt::format("{}: using a tmpfs, STATE WILL NOT PERSIST{}",
+                                      dev.error().str(), t ? "" : " (" + t.error().str() + ")"));
             }
             uid_t user_host_id = 100000;
             std::string configured = load_config(con, cmd.config, user_host_id);
@@ -195,13 +216,15 @@ int init_main(int argc, char** argv) noexcept {
                 // Before keeld starts the user runtime: its share of the partition is bounded
                 // from its first write. Without the bound the box still boots, and says so.
                 Status q = boot::bound_user_state(*dev, user_host_id);
-                con.stage("state", q ? "/var/lib/keel/user bounded by a project quota (blocks and inodes)"
-                                     : "WARNING: /var/lib/keel/user is NOT bounded: " + q.error().str() +
-                                           " (make the state filesystem with mkfs.ext4 -O quota,project)");
+                con.stage("state",
+                          q ? "/var/lib/keel/user bounded by a project quota (blocks and inodes)"
+                            : "WARNING: /var/lib/keel/user is NOT bounded: " + q.error().str() +
+                                  " (make the state filesystem with mkfs.ext4 -O quota,project)");
             }
             if (configured != hostname) {
                 Status h2 = boot::set_hostname(configured);
-                con.stage("network", "hostname " + configured + (h2 ? "" : " (" + h2.error().str() + ")"));
+                con.stage("network",
+                          "hostname " + configured + (h2 ? "" : " (" + h2.error().str() + ")"));
             }
         }
     } catch (const std::exception& e) {
@@ -216,22 +239,26 @@ int init_main(int argc, char** argv) noexcept {
     if (recovery) {
         std::string reason = cmd.recovery ? "keel.recovery on the kernel command line" : fatal;
         sys.print("keel: RECOVERY: " + reason);
-        sys.print("keel: RECOVERY: a root shell on the console replaces keeld; `poweroff` or `reboot` to leave");
+        sys.print("keel: RECOVERY: a root shell on the console replaces keeld; `poweroff` or "
+                  "`reboot` to leave");
         // cttyhack opens the real console tty (ttyS0, tty1) as the controlling terminal, so job
         // control and Ctrl-C work in the shell.
         cfg.keeld_argv = {"/bin/busybox", "cttyhack", "/bin/sh", "-l"};
-        cfg.env = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "TERM=linux", "PS1=recovery# "};
+        cfg.env = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "TERM=linux",
+                   "PS1=recovery# "};
         cfg.backoff_max_ms = 1000;
         cfg.keeld_stop_signal = SIGHUP;
     }
 
     cfg.boot_start_ms = con.start();
     cfg.call_reboot = !test;
-    if (test) cfg.system_cgroup = "/run/keel/test-system-cgroup"; // the dev host's cgroups are not ours
+    if (test)
+        cfg.system_cgroup = "/run/keel/test-system-cgroup"; // the dev host's cgroups are not ours
     int notify[2];
     if (::pipe2(notify, O_CLOEXEC | O_NONBLOCK) < 0) notify[0] = notify[1] = -1;
     Supervisor sup(sys, cfg);
-    con.stage(recovery ? "recovery" : "keeld", "starting " + fmt::format("{}", fmt::join(cfg.keeld_argv, " ")));
+    con.stage(recovery ? "recovery" : "keeld",
+              "starting " + fmt::format("{}", fmt::join(cfg.keeld_argv, " ")));
     sup.start_keeld(notify[1]);
 
     Fd sigfd(::signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK));
@@ -244,18 +271,25 @@ int init_main(int argc, char** argv) noexcept {
             signalfd_siginfo si{};
             while (::read(sigfd.get(), &si, sizeof si) == sizeof si) {
                 switch (si.ssi_signo) {
-                case SIGCHLD: break; // reaped below, every time round
+                case SIGCHLD:
+                    break; // reaped below, every time round
                 case contract::kPid1Terminate:
                 case contract::kPid1Poweroff:
-                case contract::kPid1PowerFail: sup.request(Action::poweroff); break;
-                case contract::kPid1Reboot: sup.request(Action::reboot); break;
-                default: break;
+                case contract::kPid1PowerFail:
+                    sup.request(Action::poweroff);
+                    break;
+                case contract::kPid1Reboot:
+                    sup.request(Action::reboot);
+                    break;
+                default:
+                    break;
                 }
             }
             char buf[256];
             for (ssize_t n; (n = ::read(notify[0], buf, sizeof buf)) > 0;) {
                 notify_buf.append(buf, static_cast<size_t>(n));
-                for (size_t nl; (nl = notify_buf.find('\n')) != std::string::npos; notify_buf.erase(0, nl + 1))
+                for (size_t nl; (nl = notify_buf.find('\n')) != std::string::npos;
+                     notify_buf.erase(0, nl + 1))
                     if (notify_buf.compare(0, nl, contract::kReady) == 0) sup.on_ready();
             }
             sup.reap_all();

@@ -16,11 +16,16 @@ namespace keel::pid1 {
 
 const char* phase_name(Phase p) {
     switch (p) {
-    case Phase::running: return "running";
-    case Phase::stopping_keeld: return "stopping-keeld";
-    case Phase::terminating: return "terminating";
-    case Phase::killing: return "killing";
-    case Phase::done: return "done";
+    case Phase::running:
+        return "running";
+    case Phase::stopping_keeld:
+        return "stopping-keeld";
+    case Phase::terminating:
+        return "terminating";
+    case Phase::killing:
+        return "killing";
+    case Phase::done:
+        return "done";
     }
     return "?";
 }
@@ -54,22 +59,29 @@ void Supervisor::spawn_keeld() noexcept {
         ++starts_;
         keeld_started_at_ = sys_.now_ms();
         if (pid < 0) {
-            sys_.print(fmt::format("keel: cannot start {}: {}", cfg_.keeld_argv[0], std::strerror(-pid)));
+            sys_.print(
+                fmt::format("keel: cannot start {}: {}", cfg_.keeld_argv[0], std::strerror(-pid)));
             keeld_ = -1;
-            restart_at_ = sys_.now_ms() + backoff_delay(++failures_, cfg_.backoff_min_ms, cfg_.backoff_max_ms);
+            restart_at_ = sys_.now_ms() +
+                          backoff_delay(++failures_, cfg_.backoff_min_ms, cfg_.backoff_max_ms);
             return;
         }
         keeld_ = pid;
-        if (!ready_ && cfg_.ready_report_ms > 0) ready_report_at_ = keeld_started_at_ + cfg_.ready_report_ms;
-        if (starts_ > 1) sys_.print(fmt::format("keel: keeld restarted (pid {}, start {})", pid, starts_));
+        if (!ready_ && cfg_.ready_report_ms > 0)
+            ready_report_at_ = keeld_started_at_ + cfg_.ready_report_ms;
+        if (starts_ > 1)
+            sys_.print(fmt::format("keel: keeld restarted (pid {}, start {})", pid, starts_));
     })
 }
 
 void Supervisor::on_ready() noexcept {
     NOEXCEPT_BODY({
         if (phase_ != Phase::running) return;
-        if (!ready_) sys_.print(fmt::format("keel: system ready in {} ms", sys_.now_ms() - cfg_.boot_start_ms));
-        else sys_.print("keel: keeld ready again");
+        if (!ready_)
+            sys_.print(
+                fmt::format("keel: system ready in {} ms", sys_.now_ms() - cfg_.boot_start_ms));
+        else
+            sys_.print("keel: keeld ready again");
         ready_ = true;
     })
 }
@@ -84,7 +96,8 @@ void Supervisor::keeld_gone(int status) noexcept {
             return;
         }
         if (phase_ != Phase::running) return;
-        sys_.print(fmt::format("keel: keeld {}; stopping what is left of its containers", describe_status(status)));
+        sys_.print(fmt::format("keel: keeld {}; stopping what is left of its containers",
+                               describe_status(status)));
         // The containers keeld supervised have lost their supervisor: kill them all, so the
         // new keeld starts from a clean slate instead of adopting half-known state.
         sys_.write_file(cfg_.system_cgroup + "/cgroup.kill", "1");
@@ -116,9 +129,10 @@ void Supervisor::tick() noexcept {
     if (phase_ == Phase::running && restart_at_ >= 0 && now >= restart_at_) spawn_keeld();
     if (phase_ == Phase::running && !ready_ && ready_report_at_ >= 0 && now >= ready_report_at_) {
         ready_report_at_ = -1;
-        NOEXCEPT_BODY(sys_.print(fmt::format("keel: keeld has not reported ready {} s after its start; the services "
-                                             "it still waits for are in its boot lines and in keel service list",
-                                             cfg_.ready_report_ms / 1000));)
+        NOEXCEPT_BODY(sys_.print(
+            fmt::format("keel: keeld has not reported ready {} s after its start; the services "
+                        "it still waits for are in its boot lines and in keel service list",
+                        cfg_.ready_report_ms / 1000));)
     }
     if (deadline_ < 0 || now < deadline_) return;
     switch (phase_) {
@@ -126,9 +140,14 @@ void Supervisor::tick() noexcept {
         NOEXCEPT_BODY(sys_.print("keel: shutdown: keeld did not stop in time");)
         enter_terminating();
         break;
-    case Phase::terminating: enter_killing(); break;
-    case Phase::killing: finish(); break;
-    default: break;
+    case Phase::terminating:
+        enter_killing();
+        break;
+    case Phase::killing:
+        finish();
+        break;
+    default:
+        break;
     }
 }
 
@@ -180,8 +199,10 @@ void Supervisor::finish() noexcept {
         // Reverse mount order: children before parents.
         for (auto it = mounts.rbegin(); it != mounts.rend(); ++it) {
             const std::string& m = *it;
-            bool keep = std::find(cfg_.keep_mounts.begin(), cfg_.keep_mounts.end(), m) != cfg_.keep_mounts.end() ||
-                        m.rfind("/proc/", 0) == 0 || m.rfind("/sys/", 0) == 0 || m.rfind("/dev/", 0) == 0;
+            bool keep = std::find(cfg_.keep_mounts.begin(), cfg_.keep_mounts.end(), m) !=
+                            cfg_.keep_mounts.end() ||
+                        m.rfind("/proc/", 0) == 0 || m.rfind("/sys/", 0) == 0 ||
+                        m.rfind("/dev/", 0) == 0;
             if (keep) continue;
             int err = sys_.unmount(m);
             if (err == 0) {
@@ -195,12 +216,15 @@ void Supervisor::finish() noexcept {
             }
         }
         sys_.sync();
-        sys_.print(fmt::format("keel: shutdown: {}", action_ == Action::reboot ? "rebooting" : "powering off"));
+        sys_.print(fmt::format("keel: shutdown: {}",
+                               action_ == Action::reboot ? "rebooting" : "powering off"));
     })
     if (cfg_.call_reboot) {
         int err = sys_.reboot(action_ == Action::reboot ? RB_AUTOBOOT : RB_POWER_OFF);
         // reboot(2) does not return when it works, except as PID 1 of a PID namespace.
-        if (err != 0) NOEXCEPT_BODY(sys_.print(fmt::format("keel: reboot(2) failed: {}", std::strerror(err)));)
+        if (err != 0)
+            NOEXCEPT_BODY(
+                sys_.print(fmt::format("keel: reboot(2) failed: {}", std::strerror(err)));)
     }
 }
 

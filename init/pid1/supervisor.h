@@ -20,14 +20,16 @@ struct SupervisorConfig {
     std::vector<std::string> keeld_argv = {"/usr/bin/keeld", "--instance=system"};
     std::vector<std::string> env = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin"};
     std::string system_cgroup = "/sys/fs/cgroup/keel/system"; // cgroup.kill'ed when keeld dies
-    int64_t boot_start_ms = 0;      // when init started, for "system ready in N ms"
-    int64_t keeld_stop_ms = 10000;  // keeld's time to stop its services
-    int keeld_stop_signal = contract::kKeeldStop; // SIGHUP for the recovery shell, which ignores TERM
-    int64_t term_ms = 5000;         // everyone's time after SIGTERM
-    int64_t kill_ms = 2000;         // after SIGKILL, before unmounting anyway
+    int64_t boot_start_ms = 0;     // when init started, for "system ready in N ms"
+    int64_t keeld_stop_ms = 10000; // keeld's time to stop its services
+    int keeld_stop_signal =
+        contract::kKeeldStop; // SIGHUP for the recovery shell, which ignores TERM
+    int64_t term_ms = 5000;   // everyone's time after SIGTERM
+    int64_t kill_ms = 2000;   // after SIGKILL, before unmounting anyway
     int64_t backoff_min_ms = 100, backoff_max_ms = 30000;
-    int64_t stable_ms = 60000;      // a keeld that ran this long restarts without delay growth
-    int64_t ready_report_ms = 60000; // a keeld not ready this long after its start is reported (0: never)
+    int64_t stable_ms = 60000; // a keeld that ran this long restarts without delay growth
+    int64_t ready_report_ms =
+        60000; // a keeld not ready this long after its start is reported (0: never)
     // Never unmounted (the kernel's and our pseudo-filesystems are remounted read-only or left).
     std::vector<std::string> keep_mounts = {"/", "/proc", "/sys", "/dev"};
     bool call_reboot = true; // false in test mode: the machine ends in Phase::done instead
@@ -67,10 +69,10 @@ class Supervisor {
     int starts_ = 0;
     bool ready_ = false;
     int64_t keeld_started_at_ = 0;
-    int failures_ = 0; // keeld restarts in a row, for the backoff
-    int64_t restart_at_ = -1; // pending keeld restart
+    int failures_ = 0;             // keeld restarts in a row, for the backoff
+    int64_t restart_at_ = -1;      // pending keeld restart
     int64_t ready_report_at_ = -1; // "not ready after N s", once per keeld start
-    int64_t deadline_ = -1;   // shutdown phase deadline
+    int64_t deadline_ = -1;        // shutdown phase deadline
     uint64_t reaped_ = 0;
 };
 

@@ -21,9 +21,11 @@ pid_t RealSys::spawn(const std::vector<std::string>& argv, const std::vector<std
                      int notify_fd) noexcept {
     try {
         std::vector<char*> av, ev;
-        for (const auto& a : argv) av.push_back(const_cast<char*>(a.c_str()));
+        for (const auto& a : argv)
+            av.push_back(const_cast<char*>(a.c_str()));
         av.push_back(nullptr);
-        for (const auto& e : env) ev.push_back(const_cast<char*>(e.c_str()));
+        for (const auto& e : env)
+            ev.push_back(const_cast<char*>(e.c_str()));
         ev.push_back(nullptr);
         pid_t pid = ::fork();
         if (pid < 0) return -errno;
@@ -42,8 +44,10 @@ pid_t RealSys::spawn(const std::vector<std::string>& argv, const std::vector<std
                 ::close(fd);
             }
             if (notify_fd >= 0) {
-                if (notify_fd == contract::kNotifyFd) ::fcntl(contract::kNotifyFd, F_SETFD, 0);
-                else ::dup2(notify_fd, contract::kNotifyFd);
+                if (notify_fd == contract::kNotifyFd)
+                    ::fcntl(contract::kNotifyFd, F_SETFD, 0);
+                else
+                    ::dup2(notify_fd, contract::kNotifyFd);
             }
             ::execve(av[0], av.data(), ev.data());
             ::_exit(127);
@@ -60,9 +64,13 @@ pid_t RealSys::reap(int* status) noexcept {
     return p;
 }
 
-int RealSys::kill(pid_t pid, int sig) noexcept { return ::kill(pid, sig) < 0 ? errno : 0; }
+int RealSys::kill(pid_t pid, int sig) noexcept {
+    return ::kill(pid, sig) < 0 ? errno : 0;
+}
 
-int64_t RealSys::now_ms() noexcept { return keel::now_ms(); }
+int64_t RealSys::now_ms() noexcept {
+    return keel::now_ms();
+}
 
 bool RealSys::write_file(const std::string& path, const std::string& data) noexcept {
     try {
@@ -72,7 +80,9 @@ bool RealSys::write_file(const std::string& path, const std::string& data) noexc
     }
 }
 
-void RealSys::sync() noexcept { ::sync(); }
+void RealSys::sync() noexcept {
+    ::sync();
+}
 
 std::vector<std::string> RealSys::mount_points() noexcept {
     std::vector<std::string> out;
@@ -88,13 +98,17 @@ std::vector<std::string> RealSys::mount_points() noexcept {
     return out;
 }
 
-int RealSys::unmount(const std::string& path) noexcept { return ::umount2(path.c_str(), 0) < 0 ? errno : 0; }
+int RealSys::unmount(const std::string& path) noexcept {
+    return ::umount2(path.c_str(), 0) < 0 ? errno : 0;
+}
 
 int RealSys::remount_readonly(const std::string& path) noexcept {
     return ::mount(nullptr, path.c_str(), nullptr, MS_REMOUNT | MS_RDONLY, nullptr) < 0 ? errno : 0;
 }
 
-int RealSys::reboot(int how) noexcept { return ::reboot(how) < 0 ? errno : 0; }
+int RealSys::reboot(int how) noexcept {
+    return ::reboot(how) < 0 ? errno : 0;
+}
 
 void RealSys::print(const std::string& line) noexcept {
     std::string l = line + "\n";

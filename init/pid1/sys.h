@@ -15,7 +15,8 @@ namespace keel::pid1 {
 class Sys {
   public:
     virtual ~Sys() = default;
-    // fork + exec; `notify_fd` (or -1) becomes fd contract::kNotifyFd (3) of the child. Returns the pid or -errno.
+    // fork + exec; `notify_fd` (or -1) becomes fd contract::kNotifyFd (3) of the child. Returns the
+    // pid or -errno.
     virtual pid_t spawn(const std::vector<std::string>& argv, const std::vector<std::string>& env,
                         int notify_fd) noexcept = 0;
     // waitpid(-1, WNOHANG): pid > 0 with its status, 0 when children remain but none exited,
@@ -28,7 +29,7 @@ class Sys {
     virtual std::vector<std::string> mount_points() noexcept = 0; // in mount order
     virtual int unmount(const std::string& path) noexcept = 0;    // 0 or errno
     virtual int remount_readonly(const std::string& path) noexcept = 0;
-    virtual int reboot(int how) noexcept = 0; // RB_POWER_OFF / RB_AUTOBOOT
+    virtual int reboot(int how) noexcept = 0;                 // RB_POWER_OFF / RB_AUTOBOOT
     virtual void print(const std::string& line) noexcept = 0; // to the console
 };
 

@@ -14,7 +14,8 @@ using config::sysctl::key_path;
 
 // "net.ipv6.conf.default.accept_ra" -> {"net.ipv6.conf.", "accept_ra"}; nullopt for a key that
 // is not an interface default.
-static std::optional<std::pair<std::string, std::string>> interface_default(const std::string& key) {
+static std::optional<std::pair<std::string, std::string>>
+interface_default(const std::string& key) {
     for (const char* family : {"net.ipv4.conf.", "net.ipv6.conf."}) {
         std::string prefix = std::string(family) + "default.";
         if (key.rfind(prefix, 0) == 0 && key.size() > prefix.size())
@@ -35,10 +36,13 @@ static std::vector<std::string> interfaces(const std::string& conf_dir) {
     return out;
 }
 
-static void write_one(Outcome& out, const std::string& key, const std::string& path, const std::string& value) {
+static void write_one(Outcome& out, const std::string& key, const std::string& path,
+                      const std::string& value) {
     ++out.attempted;
-    if (write_file(path.c_str(), value)) ++out.applied;
-    else out.failures.push_back(sys_error(fmt::format("{}={}", key, value)).str());
+    if (write_file(path.c_str(), value))
+        ++out.applied;
+    else
+        out.failures.push_back(sys_error(fmt::format("{}={}", key, value)).str());
 }
 
 Outcome apply(const config::sysctl::Profile& p, const std::string& proc_sys) {
@@ -52,7 +56,8 @@ Outcome apply(const config::sysctl::Profile& p, const std::string& proc_sys) {
         if (!d) continue;
         std::string conf = key_path(d->first.substr(0, d->first.size() - 1), proc_sys);
         for (const auto& ifname : interfaces(conf))
-            write_one(out, d->first + ifname + "." + d->second, conf + "/" + ifname + "/" + d->second, value);
+            write_one(out, d->first + ifname + "." + d->second,
+                      conf + "/" + ifname + "/" + d->second, value);
     }
     return out;
 }

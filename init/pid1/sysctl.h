@@ -13,7 +13,7 @@ namespace keel::pid1::sysctl {
 
 struct Outcome {
     int applied = 0;
-    int attempted = 0; // the profile's keys and the interfaces a default reached
+    int attempted = 0;                 // the profile's keys and the interfaces a default reached
     std::vector<std::string> failures; // "net.ipv4.tcp_syncookies=1: ENOENT (...)"
 };
 // A net.ipv{4,6}.conf.default.KEY is also written to every interface that exists already

@@ -21,15 +21,17 @@ int last_cap() noexcept {
 }
 
 std::vector<int> docker_default() {
-    return {CAP_CHOWN,  CAP_DAC_OVERRIDE, CAP_FSETID,           CAP_FOWNER,     CAP_MKNOD,
-            CAP_NET_RAW, CAP_SETGID,      CAP_SETUID,           CAP_SETFCAP,    CAP_SETPCAP,
-            CAP_NET_BIND_SERVICE,         CAP_SYS_CHROOT,       CAP_KILL,       CAP_AUDIT_WRITE};
+    return {CAP_CHOWN,   CAP_DAC_OVERRIDE, CAP_FSETID,           CAP_FOWNER,
+            CAP_MKNOD,   CAP_NET_RAW,      CAP_SETGID,           CAP_SETUID,
+            CAP_SETFCAP, CAP_SETPCAP,      CAP_NET_BIND_SERVICE, CAP_SYS_CHROOT,
+            CAP_KILL,    CAP_AUDIT_WRITE};
 }
 
 const std::vector<std::string>& docker_default_names() {
     static const std::vector<std::string> names = [] {
         std::vector<std::string> out;
-        for (int cap : docker_default()) out.push_back(oci::capability_name(cap));
+        for (int cap : docker_default())
+            out.push_back(oci::capability_name(cap));
         return out;
     }();
     return names;

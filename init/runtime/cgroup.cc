@@ -63,14 +63,15 @@ Result<Cgroup> create(const std::string& rel, const Resources& limits) {
     auto available = split(read_trimmed(root + "/cgroup.controllers"), ' ');
     for (const auto& c : controllers) {
         if (std::find(available.begin(), available.end(), c) == available.end())
-            return plain_error(fmt::format(
-                "cgroup v2 controller '{}' is not available at {} (available: {})", c, root,
-                join(available, " ").empty() ? "none" : join(available, " ")));
+            return plain_error(
+                fmt::format("cgroup v2 controller '{}' is not available at {} (available: {})", c,
+                            root, join(available, " ").empty() ? "none" : join(available, " ")));
     }
 
     // Enable the controllers from the root down to the parent, creating directories as needed.
     std::string enable;
-    for (const auto& c : controllers) enable += (enable.empty() ? "+" : " +") + c;
+    for (const auto& c : controllers)
+        enable += (enable.empty() ? "+" : " +") + c;
     std::string dir = root;
     auto parts = split(rel, '/');
     std::vector<std::string> comps;
@@ -94,12 +95,15 @@ Result<Cgroup> create(const std::string& rel, const Resources& limits) {
         return s.error();
     };
     if (limits.memory_max)
-        if (auto s = write_knob(dir, "memory.max", std::to_string(*limits.memory_max)); !s) return fail(s);
+        if (auto s = write_knob(dir, "memory.max", std::to_string(*limits.memory_max)); !s)
+            return fail(s);
     if (limits.memory_high)
-        if (auto s = write_knob(dir, "memory.high", std::to_string(*limits.memory_high)); !s) return fail(s);
+        if (auto s = write_knob(dir, "memory.high", std::to_string(*limits.memory_high)); !s)
+            return fail(s);
     if (limits.memory_swap) {
         // OCI's swap is memory+swap; cgroup v2's memory.swap.max is swap alone.
-        int64_t swap = *limits.memory_swap < 0 ? -1 : *limits.memory_swap - limits.memory_max.value_or(0);
+        int64_t swap =
+            *limits.memory_swap < 0 ? -1 : *limits.memory_swap - limits.memory_max.value_or(0);
         std::string v = swap < 0 ? "max" : std::to_string(swap);
         if (auto s = write_knob(dir, "memory.swap.max", v); !s) return fail(s);
     }
@@ -108,12 +112,14 @@ Result<Cgroup> create(const std::string& rel, const Resources& limits) {
         if (auto s = write_knob(dir, "pids.max", v); !s) return fail(s);
     }
     if (limits.cpu_quota) {
-        std::string v = fmt::format("{} {}", *limits.cpu_quota < 0 ? std::string("max") : std::to_string(*limits.cpu_quota),
-                                    limits.cpu_period.value_or(100000));
+        std::string v = fmt::format(
+            "{} {}", *limits.cpu_quota < 0 ? std::string("max") : std::to_string(*limits.cpu_quota),
+            limits.cpu_period.value_or(100000));
         if (auto s = write_knob(dir, "cpu.max", v); !s) return fail(s);
     }
     if (limits.cpu_weight)
-        if (auto s = write_knob(dir, "cpu.weight", std::to_string(*limits.cpu_weight)); !s) return fail(s);
+        if (auto s = write_knob(dir, "cpu.weight", std::to_string(*limits.cpu_weight)); !s)
+            return fail(s);
 
     cg.dir_.reset(::open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
     if (!cg.dir_) return fail(sys_error("open cgroup " + dir));
@@ -159,9 +165,11 @@ Status destroy(const std::string& abs_path) {
     if (DIR* d = ::opendir(abs_path.c_str())) {
         std::vector<std::string> subdirs;
         while (dirent* e = ::readdir(d))
-            if (e->d_type == DT_DIR && e->d_name[0] != '.') subdirs.push_back(abs_path + "/" + e->d_name);
+            if (e->d_type == DT_DIR && e->d_name[0] != '.')
+                subdirs.push_back(abs_path + "/" + e->d_name);
         ::closedir(d);
-        for (const auto& sub : subdirs) KEEL_TRY(destroy(sub));
+        for (const auto& sub : subdirs)
+            KEEL_TRY(destroy(sub));
     }
     for (int i = 0; i < 100; ++i) {
         if (::rmdir(abs_path.c_str()) == 0 || errno == ENOENT) return {};

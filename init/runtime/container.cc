@@ -16,14 +16,14 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
-#include <sys/sendfile.h>
 #include <sys/prctl.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/statvfs.h>
-#include <sys/sysmacros.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -51,8 +51,7 @@ namespace keel::runtime {
 
 std::string ExitStatus::describe() const {
     if (signal) {
-        return fmt::format("killed by SIG{}{}", signal_name(signal),
-                           core ? " (core dumped)" : "");
+        return fmt::format("killed by SIG{}{}", signal_name(signal), core ? " (core dumped)" : "");
     }
     return fmt::format("exited with {}", code);
 }
@@ -91,7 +90,8 @@ struct ChildArgs {
     bool in_user_ns = false;
 };
 
-[[noreturn]] void child_fail(const ChildArgs& a, const char* stage, int err, const std::string& detail) {
+[[noreturn]] void child_fail(const ChildArgs& a, const char* stage, int err,
+                             const std::string& detail) {
     Report r;
     r.kind = Report::failed;
     r.err = err;
@@ -104,9 +104,9 @@ struct ChildArgs {
         ssize_t ignored = ::write(2, line.data(), line.size());
         (void)ignored;
     }
-    ::_exit(err == ENOENT && std::strcmp(stage, "exec") == 0 ? 127
+    ::_exit(err == ENOENT && std::strcmp(stage, "exec") == 0   ? 127
             : err == EACCES && std::strcmp(stage, "exec") == 0 ? 126
-                                                                 : 125);
+                                                               : 125);
 }
 
 #define CHILD_STEP(stage, status)                                                                  \
@@ -123,7 +123,7 @@ int reset_signals() noexcept {
     sigset_t none;
     sigemptyset(&none);
     if (::sigprocmask(SIG_SETMASK, &none, nullptr) < 0) return errno;
-    struct sigaction dfl{};
+    struct sigaction dfl {};
     dfl.sa_handler = SIG_DFL;
     for (int sig = 1; sig < NSIG; ++sig)
         if (sig != SIGKILL && sig != SIGSTOP) ::sigaction(sig, &dfl, nullptr);
@@ -161,18 +161,20 @@ int setup_terminal(const ContainerSpec& spec) noexcept {
 // control (an exec): /dev/pts is reached without following a symlink or a magic link and
 // must be a devpts, and its ptmx must be the ptmx device (5:2).
 int open_console(const ChildArgs& a, int* slave) noexcept {
-    Fd pts = open_at2(AT_FDCWD, "/dev/pts", O_PATH | O_DIRECTORY, RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
+    Fd pts = open_at2(AT_FDCWD, "/dev/pts", O_PATH | O_DIRECTORY,
+                      RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
     if (!pts) return errno;
-    struct statfs sf{};
+    struct statfs sf {};
     if (::fstatfs(pts.get(), &sf) < 0 || sf.f_type != DEVPTS_SUPER_MAGIC) return ENOTTY;
-    Fd master = open_at2(pts.get(), "ptmx", O_RDWR | O_NOCTTY,
-                         RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV);
+    Fd master =
+        open_at2(pts.get(), "ptmx", O_RDWR | O_NOCTTY,
+                 RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV);
     if (!master) return errno;
-    struct stat st{};
+    struct stat st {};
     unsigned number = 0;
     int unlock = 0;
-    if (::fstat(master.get(), &st) < 0 || !S_ISCHR(st.st_mode) || major(st.st_rdev) != 5 || minor(st.st_rdev) != 2 ||
-        ::ioctl(master.get(), TIOCGPTN, &number) < 0)
+    if (::fstat(master.get(), &st) < 0 || !S_ISCHR(st.st_mode) || major(st.st_rdev) != 5 ||
+        minor(st.st_rdev) != 2 || ::ioctl(master.get(), TIOCGPTN, &number) < 0)
         return ENOTTY;
     if (::ioctl(master.get(), TIOCSPTLCK, &unlock) < 0) return errno;
     // Through the master, without a path lookup in the container's /dev/pts.
@@ -195,9 +197,10 @@ int open_console(const ChildArgs& a, int* slave) noexcept {
 int bind_console(int slave) noexcept {
     Fd made(::open("/dev/console", O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
     if (!made && errno != EEXIST) return errno;
-    Fd target = open_at2(AT_FDCWD, "/dev/console", O_PATH | O_NOFOLLOW, RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
+    Fd target = open_at2(AT_FDCWD, "/dev/console", O_PATH | O_NOFOLLOW,
+                         RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
     if (!target) return errno;
-    struct stat st{};
+    struct stat st {};
     if (::fstat(target.get(), &st) < 0) return errno;
     if (!S_ISREG(st.st_mode) && !S_ISCHR(st.st_mode)) return ELOOP;
     char source[64], where[64];
@@ -212,13 +215,15 @@ int bind_console(int slave) noexcept {
 // onto the host (a working directory of /proc/self/fd/N: CVE-2024-21626), so everything but
 // what the chain itself uses is closed before anything else happens.
 int close_inherited(const ChildArgs& a) noexcept {
-    std::vector<int> keep = {0, 1, 2, a.report_fd, a.sync_fd, a.opts->hold_fd, a.stdio[0], a.stdio[1], a.stdio[2]};
+    std::vector<int> keep = {
+        0, 1, 2, a.report_fd, a.sync_fd, a.opts->hold_fd, a.stdio[0], a.stdio[1], a.stdio[2]};
     keep.insert(keep.end(), a.spec->extra_fds.begin(), a.spec->extra_fds.end());
     std::sort(keep.begin(), keep.end());
     int from = 0;
     for (int fd : keep) {
         if (fd < from) continue;
-        if (fd > from && ::syscall(SYS_close_range, unsigned(from), unsigned(fd - 1), 0) < 0) return errno;
+        if (fd > from && ::syscall(SYS_close_range, unsigned(from), unsigned(fd - 1), 0) < 0)
+            return errno;
         from = fd + 1;
     }
     if (::syscall(SYS_close_range, unsigned(from), ~0U, 0) < 0) return errno;
@@ -234,7 +239,8 @@ int hold_until_started(const ChildArgs& a) noexcept {
     if (::send(a.report_fd, &r, sizeof r, MSG_NOSIGNAL) < 0) return errno;
     char byte;
     ssize_t n;
-    do n = ::read(a.opts->hold_fd, &byte, 1);
+    do
+        n = ::read(a.opts->hold_fd, &byte, 1);
     while (n < 0 && errno == EINTR);
     if (n < 0) return errno;
     if (n == 0) return ECANCELED;
@@ -272,7 +278,8 @@ int hold_until_started(const ChildArgs& a) noexcept {
     int stdio[3] = {a.stdio[0], a.stdio[1], a.stdio[2]};
     if (spec.console) {
         int slave = -1;
-        CHILD_ERRNO("open-console", open_console(a, &slave), "/dev/pts/ptmx (the container's devpts)");
+        CHILD_ERRNO("open-console", open_console(a, &slave),
+                    "/dev/pts/ptmx (the container's devpts)");
         stdio[0] = stdio[1] = stdio[2] = slave;
         // The runtime spec's default device for a terminal: /dev/console is the pty, bound
         // there (in a new container only: an exec's belongs to the container's own terminal).
@@ -297,27 +304,32 @@ int hold_until_started(const ChildArgs& a) noexcept {
     if (!exe) child_fail(a, "exec", exe.error().code, exe.error().message);
 
     CHILD_ERRNO("drop-bounding", caps::drop_bounding(spec.caps), "PR_CAPBSET_DROP");
-    CHILD_ERRNO("set-ids", process::set_ids(spec), fmt::format("uid {} gid {}", spec.uid, spec.gid));
+    CHILD_ERRNO("set-ids", process::set_ids(spec),
+                fmt::format("uid {} gid {}", spec.uid, spec.gid));
     if (spec.umask) ::umask(*spec.umask);
     if (::chdir(spec.cwd.c_str()) < 0) child_fail(a, "chdir", errno, spec.cwd);
     // Inside the container's root, whatever the path went through (as runc checks).
     char cwd[PATH_MAX];
-    if (!::getcwd(cwd, sizeof cwd) || cwd[0] != '/') child_fail(a, "chdir", EPERM, spec.cwd + ": outside the container's root");
+    if (!::getcwd(cwd, sizeof cwd) || cwd[0] != '/')
+        child_fail(a, "chdir", EPERM, spec.cwd + ": outside the container's root");
     // The seccomp filter is the container's, not the runtime's: it comes last, with nothing
     // but execve after it, so a profile need not allow what the chain does on the way
     // (close_range, getcwd, reading the exec fifo). Without no_new_privs installing it takes
     // CAP_SYS_ADMIN, held until then (exec drops it: see caps::apply).
     bool hold_admin = a.seccomp && !spec.no_new_privileges;
-    CHILD_ERRNO("set-capabilities", caps::apply(spec.caps, hold_admin ? CAP_SYS_ADMIN : -1), "capset");
+    CHILD_ERRNO("set-capabilities", caps::apply(spec.caps, hold_admin ? CAP_SYS_ADMIN : -1),
+                "capset");
     if (spec.no_new_privileges && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
         child_fail(a, "no-new-privileges", errno, "prctl");
     CHILD_ERRNO("close-fds", process::close_others(spec.extra_fds.size()), "close_range");
     CHILD_ERRNO("wait-for-start", hold_until_started(a), "exec fifo");
 
     std::vector<char*> argv, envp;
-    for (const auto& s : spec.args) argv.push_back(const_cast<char*>(s.c_str()));
+    for (const auto& s : spec.args)
+        argv.push_back(const_cast<char*>(s.c_str()));
     argv.push_back(nullptr);
-    for (const auto& s : spec.env) envp.push_back(const_cast<char*>(s.c_str()));
+    for (const auto& s : spec.env)
+        envp.push_back(const_cast<char*>(s.c_str()));
     envp.push_back(nullptr);
     if (a.seccomp) CHILD_ERRNO("seccomp", seccomp::install(*a.seccomp), "install filter");
     ::execve(exe->c_str(), argv.data(), envp.data());
@@ -399,9 +411,11 @@ Result<PendingStart> Container::spawn(const ContainerSpec& spec, const StartOpti
     // Here, not in the child: a namespace joined by path is compared with the runtime's own
     // while both are still named in the host's /proc.
     for (const auto& [key, value] : spec.sysctl)
-        if (auto no = sysctl::refusal(key, spec)) return fail("sysctl", plain_error("sysctl " + key + ": " + *no));
+        if (auto no = sysctl::refusal(key, spec))
+            return fail("sysctl", plain_error("sysctl " + key + ": " + *no));
     const Namespace* mntns = spec.find_namespace(NsType::mount);
-    if (mntns && mntns->path.empty() && spec.rootfs.empty()) return fail("spec", plain_error("no rootfs"));
+    if (mntns && mntns->path.empty() && spec.rootfs.empty())
+        return fail("spec", plain_error("no rootfs"));
 
     std::optional<seccomp::Program> prog;
     if (spec.seccomp) {
@@ -415,7 +429,8 @@ Result<PendingStart> Container::spawn(const ContainerSpec& spec, const StartOpti
     bool own_cgroup = spec.cgroup_join.empty();
     // A container of its own is never without its device cgroup where this runtime can set one.
     bool devices = own_cgroup && device_filter::enforced_here();
-    bool need_cgroup = spec.resources.any() || spec.cgroup_delegate || !spec.cgroup_path.empty() || devices;
+    bool need_cgroup =
+        spec.resources.any() || spec.cgroup_delegate || !spec.cgroup_path.empty() || devices;
     if (!own_cgroup) {
         // An exec: into the container's cgroup, which stays when this process is gone.
         auto c = cgroup::open_existing(spec.cgroup_join);
@@ -446,8 +461,9 @@ Result<PendingStart> Container::spawn(const ContainerSpec& spec, const StartOpti
     }
 
     if (devices) {
-        Status s = cg.valid() ? device_filter::attach(cg.dir_fd(), device_filter::effective_rules(spec))
-                              : plain_error("the device cgroup needs cgroup v2, which is not mounted");
+        Status s = cg.valid()
+                       ? device_filter::attach(cg.dir_fd(), device_filter::effective_rules(spec))
+                       : plain_error("the device cgroup needs cgroup v2, which is not mounted");
         if (!s) {
             drop_cgroup();
             return fail("device-cgroup", s.error());
@@ -515,8 +531,8 @@ Result<PendingStart> Container::spawn(const ContainerSpec& spec, const StartOpti
             drop_cgroup();
             return fail("setup", sys_error("prctl PR_SET_DUMPABLE 0"));
         }
-        pid = clone3_into(static_cast<uint64_t>(ns::clone_flags(spec)), cg.valid() ? cg.dir_fd() : -1,
-                          &pidfd);
+        pid = clone3_into(static_cast<uint64_t>(ns::clone_flags(spec)),
+                          cg.valid() ? cg.dir_fd() : -1, &pidfd);
         if (pid == 0) child_main(args);
         int e = errno;
         if (was_dumpable > 0) (void)::prctl(PR_SET_DUMPABLE, was_dumpable, 0, 0, 0);
@@ -525,7 +541,8 @@ Result<PendingStart> Container::spawn(const ContainerSpec& spec, const StartOpti
     if (pid < 0) {
         int e = errno;
         drop_cgroup();
-        return fail("clone", sys_error(fmt::format("clone3 flags {:#x}", ns::clone_flags(spec)), e));
+        return fail("clone",
+                    sys_error(fmt::format("clone3 flags {:#x}", ns::clone_flags(spec)), e));
     }
 
     Container c;
@@ -542,8 +559,10 @@ Result<PendingStart> Container::spawn(const ContainerSpec& spec, const StartOpti
     };
 
     if (new_userns) {
-        if (auto s = ns::write_id_maps(pid, spec); !s) return abort_child("write-id-maps", s.error());
-        if (::write(sync_wr.get(), "1", 1) != 1) return abort_child("setup", sys_error("release child"));
+        if (auto s = ns::write_id_maps(pid, spec); !s)
+            return abort_child("write-id-maps", s.error());
+        if (::write(sync_wr.get(), "1", 1) != 1)
+            return abort_child("setup", sys_error("release child"));
         sync_wr.reset();
     }
 
@@ -556,10 +575,14 @@ Result<PendingStart> Container::spawn(const ContainerSpec& spec, const StartOpti
         ssize_t n = -1;
         pollfd pf{report_rd.get(), POLLIN, 0};
         int ready;
-        do ready = ::poll(&pf, 1, 10000);
+        do
+            ready = ::poll(&pf, 1, 10000);
         while (ready < 0 && errno == EINTR);
-        if (ready == 0) return abort_child("open-console", plain_error("no terminal from the container in 10 s"));
-        do n = recv_with_fds(report_rd.get(), &r, sizeof r, fds, 1);
+        if (ready == 0)
+            return abort_child("open-console",
+                               plain_error("no terminal from the container in 10 s"));
+        do
+            n = recv_with_fds(report_rd.get(), &r, sizeof r, fds, 1);
         while (n < 0 && errno == EINTR);
         if (n == ssize_t(sizeof r) && r.kind == Report::console && fds.size() == 1) {
             c.console_ = std::move(fds[0]);
@@ -592,7 +615,8 @@ Result<Container> PendingStart::finish(StartError* why) {
     };
     Report r;
     ssize_t n;
-    do n = ::recv(report_.get(), &r, sizeof r, 0);
+    do
+        n = ::recv(report_.get(), &r, sizeof r, 0);
     while (n < 0 && errno == EINTR);
     if (n < 0) {
         int e = errno;
@@ -647,13 +671,16 @@ Result<ExitStatus> Container::stop(int sig, std::chrono::milliseconds timeout) {
     (void)signal(sig);
     pollfd p{pidfd_.get(), POLLIN, 0};
     int r;
-    do r = ::poll(&p, 1, static_cast<int>(timeout.count()));
+    do
+        r = ::poll(&p, 1, static_cast<int>(timeout.count()));
     while (r < 0 && errno == EINTR);
     if (r == 0) (void)signal(SIGKILL);
     return wait();
 }
 
-Status Container::cleanup() { return cgroup::destroy(cgroup_); }
+Status Container::cleanup() {
+    return cgroup::destroy(cgroup_);
+}
 
 void Container::detach() {
     pidfd_.reset();
@@ -669,7 +696,7 @@ bool running_from_sealed_memfd() {
 
 bool running_from_read_only_mount() {
     Fd exe(::open("/proc/self/exe", O_RDONLY | O_CLOEXEC));
-    struct statvfs sv{};
+    struct statvfs sv {};
     // ST_RDONLY: the mount's flag (a read-only bind) or the filesystem's.
     return exe && ::fstatvfs(exe.get(), &sv) == 0 && (sv.f_flag & ST_RDONLY);
 }
@@ -680,10 +707,11 @@ Status reexec_from_sealed_memfd(char** argv) {
     if (!exe) return sys_error("open /proc/self/exe");
     Fd mem(::memfd_create("keel", MFD_CLOEXEC | MFD_ALLOW_SEALING));
     if (!mem) return sys_error("memfd_create");
-    struct stat st{};
+    struct stat st {};
     if (::fstat(exe.get(), &st) < 0) return sys_error("stat /proc/self/exe");
     for (off_t done = 0; done < st.st_size;) {
-        ssize_t n = ::sendfile(mem.get(), exe.get(), nullptr, static_cast<size_t>(st.st_size - done));
+        ssize_t n =
+            ::sendfile(mem.get(), exe.get(), nullptr, static_cast<size_t>(st.st_size - done));
         if (n < 0) {
             if (errno == EINTR) continue;
             return sys_error("copy runtime binary to memfd");

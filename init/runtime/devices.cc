@@ -23,8 +23,10 @@ const Device kDefaults[] = {
 };
 
 const std::pair<const char*, const char*> kLinks[] = {
-    {"/dev/fd", "/proc/self/fd"},         {"/dev/stdin", "/proc/self/fd/0"},
-    {"/dev/stdout", "/proc/self/fd/1"},   {"/dev/stderr", "/proc/self/fd/2"},
+    {"/dev/fd", "/proc/self/fd"},
+    {"/dev/stdin", "/proc/self/fd/0"},
+    {"/dev/stdout", "/proc/self/fd/1"},
+    {"/dev/stderr", "/proc/self/fd/2"},
 };
 
 bool is_device(const struct stat& st, mode_t type, dev_t rdev) {
@@ -37,12 +39,14 @@ bool is_device(const struct stat& st, mode_t type, dev_t rdev) {
 Status mknod_exact(int dir, const std::string& name, const Device& d, mode_t type, dev_t rdev) {
     if (::mknodat(dir, name.c_str(), type | (d.mode & 07777), rdev) == 0) return {};
     if (errno != EEXIST) return sys_error("mknod " + d.path);
-    struct stat st{};
-    if (::fstatat(dir, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) < 0) return sys_error("stat " + d.path);
+    struct stat st {};
+    if (::fstatat(dir, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return sys_error("stat " + d.path);
     if (is_device(st, type, rdev)) return {};
     if (::unlinkat(dir, name.c_str(), S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0) < 0)
         return sys_error("replace " + d.path + " (the image has something else there)");
-    if (::mknodat(dir, name.c_str(), type | (d.mode & 07777), rdev) < 0) return sys_error("mknod " + d.path);
+    if (::mknodat(dir, name.c_str(), type | (d.mode & 07777), rdev) < 0)
+        return sys_error("mknod " + d.path);
     return {};
 }
 
@@ -58,25 +62,29 @@ Status make_node(int root_fd, const Device& d, bool in_user_ns) {
         // From here on through one descriptor of the node itself, checked again: whatever is
         // done to it lands on that device node and nowhere else.
         Fd node(::openat(dir->get(), name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
-        struct stat st{};
+        struct stat st {};
         if (!node || ::fstat(node.get(), &st) < 0) return sys_error("open " + d.path);
-        if (!is_device(st, type, rdev)) return sys_error(d.path + ": replaced while being made", EEXIST);
+        if (!is_device(st, type, rdev))
+            return sys_error(d.path + ": replaced while being made", EEXIST);
         // mknod applies the umask; the mode must be exactly what was asked for. (chmod has no
         // O_PATH form: the descriptor's /proc link names the node itself.)
         if (::fchmodat(AT_FDCWD, rootfs::fd_path(node.get()).c_str(), d.mode & 07777, 0) < 0)
             return sys_error("chmod " + d.path);
-        if (::fchownat(node.get(), "", d.uid, d.gid, AT_EMPTY_PATH) < 0) return sys_error("chown " + d.path);
+        if (::fchownat(node.get(), "", d.uid, d.gid, AT_EMPTY_PATH) < 0)
+            return sys_error("chown " + d.path);
         return {};
     }
     // A user namespace cannot create device nodes: bind the host's node over an empty file (or
     // over a node the image has there; never through a symlink, nor onto a directory).
-    Fd made(::openat(dir->get(), name.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0644));
+    Fd made(::openat(dir->get(), name.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC,
+                     0644));
     if (!made && errno != EEXIST) return sys_error("create " + d.path);
     Fd target(::openat(dir->get(), name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
-    struct stat st{};
+    struct stat st {};
     if (!target || ::fstat(target.get(), &st) < 0) return sys_error("open " + d.path);
     if (!S_ISREG(st.st_mode) && !S_ISCHR(st.st_mode) && !S_ISBLK(st.st_mode))
-        return sys_error(d.path + ": the image has a symlink or directory where the device goes", ELOOP);
+        return sys_error(d.path + ": the image has a symlink or directory where the device goes",
+                         ELOOP);
     std::string host = d.path;
     if (::mount(host.c_str(), rootfs::fd_path(target.get()).c_str(), nullptr, MS_BIND, nullptr) < 0)
         return sys_error("bind " + host);
@@ -86,8 +94,10 @@ Status make_node(int root_fd, const Device& d, bool in_user_ns) {
 } // namespace
 
 Status populate(int root_fd, const ContainerSpec& spec, bool in_user_ns) {
-    for (const auto& d : kDefaults) KEEL_TRY(make_node(root_fd, d, in_user_ns));
-    for (const auto& d : spec.devices) KEEL_TRY(make_node(root_fd, d, in_user_ns));
+    for (const auto& d : kDefaults)
+        KEEL_TRY(make_node(root_fd, d, in_user_ns));
+    for (const auto& d : spec.devices)
+        KEEL_TRY(make_node(root_fd, d, in_user_ns));
 
     auto dev = rootfs::open_in_root(root_fd, "/dev", true, false);
     if (!dev) return dev.error();
@@ -96,7 +106,7 @@ Status populate(int root_fd, const ContainerSpec& spec, bool in_user_ns) {
             return sys_error(fmt::format("symlink {}", link));
     // With a private devpts at /dev/pts, /dev/ptmx must be its ptmx, or ptys opened in the
     // container would come from the host's devpts instance.
-    struct stat st{};
+    struct stat st {};
     if (rootfs::open_in_root(root_fd, "/dev/pts/ptmx", false, false)) {
         if (::fstatat(dev->get(), "ptmx", &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISLNK(st.st_mode))
             ::unlinkat(dev->get(), "ptmx", 0);

@@ -15,7 +15,9 @@ int clone_flags(const ContainerSpec& spec) {
     return flags;
 }
 
-static bool joined_by_parent(NsType t) { return t == NsType::pid || t == NsType::time; }
+static bool joined_by_parent(NsType t) {
+    return t == NsType::pid || t == NsType::time;
+}
 
 ChildrenNsGuard::~ChildrenNsGuard() {
     if (saved_pid_) ::setns(saved_pid_.get(), CLONE_NEWPID);
@@ -41,7 +43,8 @@ Result<ChildrenNsGuard> enter_for_children(const ContainerSpec& spec) {
 static Status write_map(pid_t pid, const char* file, const std::vector<IdMap>& maps) {
     if (maps.empty()) return {};
     std::string text;
-    for (const auto& m : maps) text += fmt::format("{} {} {}\n", m.inside, m.outside, m.count);
+    for (const auto& m : maps)
+        text += fmt::format("{} {} {}\n", m.inside, m.outside, m.count);
     std::string path = fmt::format("/proc/{}/{}", pid, file);
     if (!write_file(path.c_str(), text)) return sys_error(fmt::format("write {}", path));
     return {};

@@ -52,11 +52,13 @@ bool is_empty(const json& v) {
         const json& j = *todo.back();
         todo.pop_back();
         if (j.is_object()) {
-            for (const auto& m : j) todo.push_back(&m);
+            for (const auto& m : j)
+                todo.push_back(&m);
             continue;
         }
         bool empty = j.is_null() || (j.is_boolean() && !j.get<bool>()) ||
-                     (j.is_string() && j.get_ref<const std::string&>().empty()) || (j.is_array() && j.empty());
+                     (j.is_string() && j.get_ref<const std::string&>().empty()) ||
+                     (j.is_array() && j.empty());
         if (!empty) return false;
     }
     return true;
@@ -454,7 +456,8 @@ Mount parse_mount(const Node& m, const std::string& bundle_dir) {
     } else if (out.type == "proc" && out.destination != "/proc") {
         // The masked and read-only paths are /proc's: a procfs anywhere else would give the
         // container a writable /sys/kernel and sysrq-trigger of its own.
-        m.fail_member("destination", "a proc mount goes on /proc only, got " + json_quote(out.destination));
+        m.fail_member("destination",
+                      "a proc mount goes on /proc only, got " + json_quote(out.destination));
     }
     out.data = join(data, ",");
     return out;

@@ -81,7 +81,7 @@ Result<std::string> find_executable(const ContainerSpec& spec) {
     if (spec.args.empty()) return plain_error("no command to run");
     const std::string& cmd = spec.args[0];
     auto check = [](const std::string& p) -> int {
-        struct stat st{};
+        struct stat st {};
         if (::stat(p.c_str(), &st) < 0) return errno;
         if (S_ISDIR(st.st_mode)) return EISDIR;
         if (!(st.st_mode & 0111)) return EACCES;

@@ -10,9 +10,9 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <functional>
 #include <cctype>
 #include <cstring>
+#include <functional>
 #include <limits>
 
 #include <fmt/format.h>
@@ -285,8 +285,8 @@ class Filter {
 namespace {
 
 // The profile from a loaded document; errors as parse_profile's.
-Result<SeccompProfile> read_profile(const std::function<YAML::Node()>& load, const std::string& origin,
-                                    const std::vector<int>& granted) {
+Result<SeccompProfile> read_profile(const std::function<YAML::Node()>& load,
+                                    const std::string& origin, const std::vector<int>& granted) {
     try {
         return Reader{origin, granted}.profile(load());
     } catch (const ParseError& e) {
@@ -320,7 +320,8 @@ Result<SeccompProfile> load_profile(const std::string& path, const std::vector<i
         std::vector<std::pair<std::vector<int>, SeccompProfile>> profiles;
     };
     static std::vector<Document> cache; // newest last
-    auto doc = std::find_if(cache.begin(), cache.end(), [&](const Document& d) { return d.path == path && d.text == text; });
+    auto doc = std::find_if(cache.begin(), cache.end(),
+                            [&](const Document& d) { return d.path == path && d.text == text; });
     if (doc != cache.end()) {
         for (const auto& [g, profile] : doc->profiles)
             if (g == granted) return profile;
@@ -426,14 +427,18 @@ int install(const Program& prog) noexcept {
 // The profile as one string: equal profiles, equal keys.
 static std::string cache_key(const SeccompProfile& p) {
     std::string k = p.default_action + "|" + std::to_string(p.default_errno.value_or(-1)) + "|";
-    for (const auto& a : p.architectures) k += a + ",";
+    for (const auto& a : p.architectures)
+        k += a + ",";
     k += "|";
-    for (const auto& f : p.flags) k += f + ",";
+    for (const auto& f : p.flags)
+        k += f + ",";
     for (const auto& r : p.syscalls) {
         k += "\n" + r.action + "/" + std::to_string(r.errno_ret.value_or(-1)) + ":";
-        for (const auto& n : r.names) k += n + ",";
+        for (const auto& n : r.names)
+            k += n + ",";
         for (const auto& a : r.args)
-            k += "(" + std::to_string(a.index) + a.op + std::to_string(a.value) + "," + std::to_string(a.value_two) + ")";
+            k += "(" + std::to_string(a.index) + a.op + std::to_string(a.value) + "," +
+                 std::to_string(a.value_two) + ")";
     }
     return k;
 }

@@ -5,9 +5,13 @@
 
 namespace keel::runtime {
 
-bool Mount::bind() const { return type == "bind" || (flags & MS_BIND); }
+bool Mount::bind() const {
+    return type == "bind" || (flags & MS_BIND);
+}
 
-bool ContainerSpec::has_namespace(NsType t) const { return find_namespace(t) != nullptr; }
+bool ContainerSpec::has_namespace(NsType t) const {
+    return find_namespace(t) != nullptr;
+}
 
 const Namespace* ContainerSpec::find_namespace(NsType t) const {
     for (const auto& ns : namespaces)
@@ -23,10 +27,14 @@ struct NsInfo {
     int flag;
 };
 constexpr NsInfo kNamespaces[] = {
-    {NsType::mount, "mount", "mnt", CLONE_NEWNS},     {NsType::pid, "pid", "pid", CLONE_NEWPID},
-    {NsType::uts, "uts", "uts", CLONE_NEWUTS},        {NsType::ipc, "ipc", "ipc", CLONE_NEWIPC},
-    {NsType::net, "network", "net", CLONE_NEWNET},    {NsType::cgroup, "cgroup", "cgroup", CLONE_NEWCGROUP},
-    {NsType::user, "user", "user", CLONE_NEWUSER},    {NsType::time, "time", "time", CLONE_NEWTIME},
+    {NsType::mount, "mount", "mnt", CLONE_NEWNS},
+    {NsType::pid, "pid", "pid", CLONE_NEWPID},
+    {NsType::uts, "uts", "uts", CLONE_NEWUTS},
+    {NsType::ipc, "ipc", "ipc", CLONE_NEWIPC},
+    {NsType::net, "network", "net", CLONE_NEWNET},
+    {NsType::cgroup, "cgroup", "cgroup", CLONE_NEWCGROUP},
+    {NsType::user, "user", "user", CLONE_NEWUSER},
+    {NsType::time, "time", "time", CLONE_NEWTIME},
 };
 const NsInfo& info(NsType t) {
     for (const auto& i : kNamespaces)
@@ -35,9 +43,15 @@ const NsInfo& info(NsType t) {
 }
 } // namespace
 
-const char* ns_name(NsType t) { return info(t).oci; }
-const char* ns_proc_name(NsType t) { return info(t).proc; }
-int ns_clone_flag(NsType t) { return info(t).flag; }
+const char* ns_name(NsType t) {
+    return info(t).oci;
+}
+const char* ns_proc_name(NsType t) {
+    return info(t).proc;
+}
+int ns_clone_flag(NsType t) {
+    return info(t).flag;
+}
 
 std::optional<NsType> ns_from_name(const std::string& name) {
     for (const auto& i : kNamespaces)

@@ -31,9 +31,9 @@ struct Mount {
     std::string destination; // absolute path inside the container
     std::string type;        // "proc", "tmpfs", "bind", ...; "bind" means a bind mount
     std::string source;
-    unsigned long flags = 0;     // MS_* flags (MS_BIND, MS_RDONLY, MS_NOSUID, ...)
+    unsigned long flags = 0;       // MS_* flags (MS_BIND, MS_RDONLY, MS_NOSUID, ...)
     unsigned long propagation = 0; // MS_PRIVATE / MS_SLAVE / MS_SHARED / MS_UNBINDABLE (| MS_REC)
-    std::string data;            // filesystem options ("mode=755,size=65536k")
+    std::string data;              // filesystem options ("mode=755,size=65536k")
     // A bind whose source lies where containers write (a workload's volume, keeld's run and
     // state directories): non-empty, the source is opened beneath this directory with no
     // symbolic link followed, and bound from that descriptor, so a link planted between the
@@ -57,10 +57,10 @@ struct DeviceRule {
     // Access bits, the values of BPF_DEVCG_ACC_*.
     static constexpr unsigned mknod = 1, read = 2, write = 4, all = 7;
     bool allow = false;
-    char type = 'a';        // 'a' (any), 'c' or 'b'
-    int64_t major = -1;     // -1: any
-    int64_t minor = -1;     // -1: any
-    unsigned access = all;  // mknod | read | write
+    char type = 'a';       // 'a' (any), 'c' or 'b'
+    int64_t major = -1;    // -1: any
+    int64_t minor = -1;    // -1: any
+    unsigned access = all; // mknod | read | write
     bool operator==(const DeviceRule&) const = default;
 };
 
@@ -89,7 +89,7 @@ struct SeccompRule {
 };
 struct SeccompProfile {
     std::string default_action = "SCMP_ACT_ERRNO";
-    std::optional<int> default_errno; // EPERM when unset and the action is SCMP_ACT_ERRNO
+    std::optional<int> default_errno;       // EPERM when unset and the action is SCMP_ACT_ERRNO
     std::vector<std::string> architectures; // SCMP_ARCH_*; empty: native only
     std::vector<std::string> flags;         // SECCOMP_FILTER_FLAG_*
     std::vector<SeccompRule> syscalls;
@@ -140,16 +140,16 @@ struct ContainerSpec {
     std::optional<SeccompProfile> seccomp;
 
     // root filesystem
-    std::string rootfs;                         // absolute host path
+    std::string rootfs; // absolute host path
     bool readonly_root = false;
-    unsigned long rootfs_propagation = 0;       // 0: MS_PRIVATE | MS_REC
-    std::vector<Mount> mounts;                  // applied in order, after the rootfs bind
-    std::vector<Device> devices;                // extra device nodes, beyond the default set
-    std::vector<DeviceRule> device_rules;       // linux.resources.devices, in order
+    unsigned long rootfs_propagation = 0; // 0: MS_PRIVATE | MS_REC
+    std::vector<Mount> mounts;            // applied in order, after the rootfs bind
+    std::vector<Device> devices;          // extra device nodes, beyond the default set
+    std::vector<DeviceRule> device_rules; // linux.resources.devices, in order
     std::vector<std::string> masked_paths;
     std::vector<std::string> readonly_paths;
     std::string hostname, domainname;
-    std::map<std::string, std::string> sysctl;  // written inside the container's namespaces
+    std::map<std::string, std::string> sysctl; // written inside the container's namespaces
 
     // isolation
     std::vector<Namespace> namespaces;
@@ -170,9 +170,9 @@ struct ContainerSpec {
     const Namespace* find_namespace(NsType t) const;
 };
 
-const char* ns_name(NsType t);                 // "mount", "pid", ... (OCI names)
+const char* ns_name(NsType t); // "mount", "pid", ... (OCI names)
 std::optional<NsType> ns_from_name(const std::string& name);
-int ns_clone_flag(NsType t);                   // CLONE_NEW*
-const char* ns_proc_name(NsType t);            // name under /proc/PID/ns/: "mnt", "pid", ...
+int ns_clone_flag(NsType t);        // CLONE_NEW*
+const char* ns_proc_name(NsType t); // name under /proc/PID/ns/: "mnt", "pid", ...
 
 } // namespace keel::runtime

@@ -18,9 +18,12 @@ using nlohmann::json;
 
 const char* phase_name(Phase p) {
     switch (p) {
-    case Phase::created: return "created";
-    case Phase::running: return "running";
-    case Phase::stopped: return "stopped";
+    case Phase::created:
+        return "created";
+    case Phase::running:
+        return "running";
+    case Phase::stopped:
+        return "stopped";
     }
     return "unknown";
 }
@@ -28,8 +31,8 @@ const char* phase_name(Phase p) {
 Status check_id(const std::string& id) {
     bool ok = !id.empty() && id.size() <= 128 && id[0] != '.' &&
               std::all_of(id.begin(), id.end(), [](char c) {
-                  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                         c == '_' || c == '-' || c == '.';
+                  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                         (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.';
               });
     if (!ok)
         return plain_error(fmt::format(
@@ -58,11 +61,16 @@ Status Store::create(const std::string& id) const {
 }
 
 Status Store::save(const ContainerState& st) const {
-    json j = {{"id", st.id},         {"pid", st.pid},         {"starttime", st.starttime},
-              {"bundle", st.bundle}, {"cgroup", st.cgroup},   {"created", st.created},
+    json j = {{"id", st.id},
+              {"pid", st.pid},
+              {"starttime", st.starttime},
+              {"bundle", st.bundle},
+              {"cgroup", st.cgroup},
+              {"created", st.created},
               {"annotations", st.annotations}};
     std::string path = dir(st.id) + "/state.json";
-    if (!write_file_atomic(path, j.dump() + "\n", 0600, Durability::volatile_)) return sys_error("write " + path);
+    if (!write_file_atomic(path, j.dump() + "\n", 0600, Durability::volatile_))
+        return sys_error("write " + path);
     return {};
 }
 
@@ -141,7 +149,7 @@ Fd open_process(const ContainerState& st) {
 
 Phase phase_of(const Store& store, const ContainerState& st) {
     if (!open_process(st)) return Phase::stopped;
-    struct stat sb{};
+    struct stat sb {};
     if (::stat(store.fifo(st.id).c_str(), &sb) == 0) return Phase::created;
     return Phase::running;
 }

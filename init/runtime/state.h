@@ -24,7 +24,7 @@ struct ContainerState {
     pid_t pid = 0;
     unsigned long long starttime = 0; // /proc/PID/stat field 22, for pid-reuse detection
     std::string bundle;
-    std::string cgroup; // absolute cgroup path, empty when none
+    std::string cgroup;  // absolute cgroup path, empty when none
     std::string created; // RFC 3339
     std::map<std::string, std::string> annotations;
 };

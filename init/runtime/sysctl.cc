@@ -112,7 +112,8 @@ std::optional<std::string> refusal(const std::string& key, const ContainerSpec& 
 
 Status apply(const ContainerSpec& spec) {
     if (spec.sysctl.empty()) return {};
-    Fd proc = open_at2(AT_FDCWD, "/proc", O_PATH | O_DIRECTORY, RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
+    Fd proc = open_at2(AT_FDCWD, "/proc", O_PATH | O_DIRECTORY,
+                       RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
     if (!proc) return sys_error("sysctl: open the container's /proc (without following symlinks)");
     struct statfs sf {};
     if (::fstatfs(proc.get(), &sf) < 0) return sys_error("sysctl: statfs /proc");
@@ -124,7 +125,8 @@ Status apply(const ContainerSpec& spec) {
         std::replace(rel.begin() + 4, rel.end(), '.', '/');
         // On the proc mount itself: nothing mounted over /proc/sys may take the write.
         Fd f = open_at2(proc.get(), rel.c_str(), O_WRONLY,
-                        RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV);
+                        RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS |
+                            RESOLVE_NO_XDEV);
         if (!f) return sys_error("sysctl " + key + ": open /proc/" + rel);
         if (::write(f.get(), value.data(), value.size()) != static_cast<ssize_t>(value.size()))
             return sys_error("sysctl " + key + "=" + value);

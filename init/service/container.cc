@@ -59,7 +59,8 @@ Result<uint32_t> lookup_id(const std::string& rootfs, const char* file, const st
 // One component beneath `dir`, as an O_PATH descriptor; `follow`: links are followed (a
 // service file's path in the image), else a link anywhere is refused with ELOOP.
 int open_component(int dir, const std::string& name, bool follow) {
-    return open_at2(dir, name.c_str(), O_PATH, RESOLVE_NO_MAGICLINKS | (follow ? 0 : RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS))
+    return open_at2(dir, name.c_str(), O_PATH,
+                    RESOLVE_NO_MAGICLINKS | (follow ? 0 : RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS))
         .release();
 }
 

@@ -7,9 +7,9 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <optional>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <set>
 
 #include <fmt/format.h>
@@ -32,9 +32,11 @@ struct ParseError {
 
 struct Reader {
     std::string file;
-    [[noreturn]] void fail(const YAML::Node& at, const std::string& key, const std::string& what) const {
+    [[noreturn]] void fail(const YAML::Node& at, const std::string& key,
+                           const std::string& what) const {
         auto m = at.Mark();
-        throw ParseError{fmt::format("{}:{}:{}: {}: {}", file, m.line + 1, m.column + 1, key, what)};
+        throw ParseError{
+            fmt::format("{}:{}:{}: {}: {}", file, m.line + 1, m.column + 1, key, what)};
     }
     std::string str(const YAML::Node& n, const std::string& key) const {
         if (!n.IsScalar()) fail(n, key, "expected a string");
@@ -58,16 +60,18 @@ struct Reader {
         if (n.IsScalar()) return {n.as<std::string>()};
         if (!n.IsSequence()) fail(n, key, "expected a list of strings");
         std::vector<std::string> out;
-        for (const auto& i : n) out.push_back(str(i, key));
+        for (const auto& i : n)
+            out.push_back(str(i, key));
         return out;
     }
 };
 
 const std::vector<std::string> kKeys = {
-    "image",   "command",    "environment", "user",          "group",        "working_dir", "capabilities",
-    "host",    "mounts",     "devices",     "read_only_root", "resources",   "restart",     "restart_limit",
-    "after",   "requires",   "ready",       "stop_signal",   "stop_timeout", "enabled",     "privileged",
-    "user_namespace", "delegate_cgroup"};
+    "image",          "command",        "environment",    "user",          "group",
+    "working_dir",    "capabilities",   "host",           "mounts",        "devices",
+    "read_only_root", "resources",      "restart",        "restart_limit", "after",
+    "requires",       "ready",          "stop_signal",    "stop_timeout",  "enabled",
+    "privileged",     "user_namespace", "delegate_cgroup"};
 
 int64_t parse_size(const Reader& r, const YAML::Node& n, const std::string& key) {
     auto v = keel::parse_size(r.str(n, key));
@@ -89,14 +93,17 @@ void check_keys(const YAML::Node& root, const Reader& r) {
         std::string key = kv.first.as<std::string>();
         if (std::find(kKeys.begin(), kKeys.end(), key) == kKeys.end()) {
             std::string near = closest(key, kKeys);
-            r.fail(kv.first, key, "unknown key" + (near.empty() ? std::string() : " (did you mean '" + near + "'?)"));
+            r.fail(kv.first, key,
+                   "unknown key" +
+                       (near.empty() ? std::string() : " (did you mean '" + near + "'?)"));
         }
     }
 }
 
 // image, command, environment, user, group, working_dir.
 void parse_process(const YAML::Node& root, const Reader& r, ServiceSpec& s) {
-    if (!root["image"]) r.fail(root, "image", "missing (a directory under the images dir, or an absolute path)");
+    if (!root["image"])
+        r.fail(root, "image", "missing (a directory under the images dir, or an absolute path)");
     s.image = r.str(root["image"], "image");
     if (!root["command"]) r.fail(root, "command", "missing");
     const YAML::Node cmd = root["command"];
@@ -109,10 +116,13 @@ void parse_process(const YAML::Node& root, const Reader& r, ServiceSpec& s) {
     if (s.command.empty()) r.fail(cmd, "command", "is empty");
     if (const YAML::Node env = root["environment"]) {
         if (env.IsMap())
-            for (const auto& kv : env) s.environment.push_back(kv.first.as<std::string>() + "=" + r.str(kv.second, "environment"));
+            for (const auto& kv : env)
+                s.environment.push_back(kv.first.as<std::string>() + "=" +
+                                        r.str(kv.second, "environment"));
         else
             for (const auto& e : r.list(env, "environment")) {
-                if (e.find('=') == std::string::npos) r.fail(env, "environment", "'" + e + "' is not KEY=VALUE");
+                if (e.find('=') == std::string::npos)
+                    r.fail(env, "environment", "'" + e + "' is not KEY=VALUE");
                 s.environment.push_back(e);
             }
     }
@@ -136,7 +146,9 @@ void parse_capabilities(const YAML::Node& root, const Reader& r, ServiceSpec& s)
         std::string key = fmt::format("capabilities[{}]", i);
         if (v < 0) {
             std::string near = closest(c, known);
-            r.fail(caps[i], key, "unknown capability " + c + (near.empty() ? "" : " (did you mean " + near + "?)"));
+            r.fail(caps[i], key,
+                   "unknown capability " + c +
+                       (near.empty() ? "" : " (did you mean " + near + "?)"));
         }
         s.capabilities.push_back(v);
     }
@@ -149,16 +161,22 @@ void parse_host(const YAML::Node& root, const Reader& r, ServiceSpec& s) {
     std::vector<std::string> names;
     if (host.IsMap()) {
         for (const auto& kv : host)
-            if (r.boolean(kv.second, "host." + kv.first.as<std::string>())) names.push_back(kv.first.as<std::string>());
+            if (r.boolean(kv.second, "host." + kv.first.as<std::string>()))
+                names.push_back(kv.first.as<std::string>());
     } else {
         names = r.list(host, "host");
     }
     for (const auto& n : names) {
-        if (n == "net") s.host.net = true;
-        else if (n == "pid") s.host.pid = true;
-        else if (n == "ipc") s.host.ipc = true;
-        else if (n == "uts") s.host.uts = true;
-        else r.fail(host, "host", "unknown namespace '" + n + "' (net, pid, ipc or uts)");
+        if (n == "net")
+            s.host.net = true;
+        else if (n == "pid")
+            s.host.pid = true;
+        else if (n == "ipc")
+            s.host.ipc = true;
+        else if (n == "uts")
+            s.host.uts = true;
+        else
+            r.fail(host, "host", "unknown namespace '" + n + "' (net, pid, ipc or uts)");
     }
 }
 
@@ -167,7 +185,8 @@ ServiceMount parse_mount(const YAML::Node& m, const Reader& r, const std::string
     ServiceMount sm;
     if (m.IsScalar()) {
         auto parts = split(m.as<std::string>(), ':');
-        if (parts.size() < 2 || parts.size() > 3) r.fail(m, key, "expected SOURCE:DESTINATION[:rw]");
+        if (parts.size() < 2 || parts.size() > 3)
+            r.fail(m, key, "expected SOURCE:DESTINATION[:rw]");
         sm.source = parts[0];
         sm.destination = parts[1];
         if (parts.size() == 3) {
@@ -177,12 +196,18 @@ ServiceMount parse_mount(const YAML::Node& m, const Reader& r, const std::string
     } else if (m.IsMap()) {
         for (const auto& kv : m) {
             std::string k = kv.first.as<std::string>();
-            if (k == "type") sm.type = r.str(kv.second, key + ".type");
-            else if (k == "source") sm.source = r.str(kv.second, key + ".source");
-            else if (k == "destination") sm.destination = r.str(kv.second, key + ".destination");
-            else if (k == "read_only") sm.read_only = r.boolean(kv.second, key + ".read_only");
-            else if (k == "options") sm.options = r.str(kv.second, key + ".options");
-            else r.fail(kv.first, key + "." + k, "unknown key");
+            if (k == "type")
+                sm.type = r.str(kv.second, key + ".type");
+            else if (k == "source")
+                sm.source = r.str(kv.second, key + ".source");
+            else if (k == "destination")
+                sm.destination = r.str(kv.second, key + ".destination");
+            else if (k == "read_only")
+                sm.read_only = r.boolean(kv.second, key + ".read_only");
+            else if (k == "options")
+                sm.options = r.str(kv.second, key + ".options");
+            else
+                r.fail(kv.first, key + "." + k, "unknown key");
         }
     } else {
         r.fail(m, key, "expected a mapping or SOURCE:DESTINATION");
@@ -198,10 +223,12 @@ ServiceMount parse_mount(const YAML::Node& m, const Reader& r, const std::string
 void parse_filesystem(const YAML::Node& root, const Reader& r, ServiceSpec& s) {
     if (const YAML::Node mounts = root["mounts"]) {
         if (!mounts.IsSequence()) r.fail(mounts, "mounts", "expected a list");
-        for (size_t i = 0; i < mounts.size(); ++i) s.mounts.push_back(parse_mount(mounts[i], r, fmt::format("mounts[{}]", i)));
+        for (size_t i = 0; i < mounts.size(); ++i)
+            s.mounts.push_back(parse_mount(mounts[i], r, fmt::format("mounts[{}]", i)));
     }
     if (root["devices"]) s.devices = r.list(root["devices"], "devices");
-    if (root["read_only_root"]) s.read_only_root = r.boolean(root["read_only_root"], "read_only_root");
+    if (root["read_only_root"])
+        s.read_only_root = r.boolean(root["read_only_root"], "read_only_root");
 }
 
 // resources.cpu: a number of CPUs, as a quota over a 100 ms period.
@@ -214,7 +241,8 @@ void parse_cpu(const YAML::Node& n, const Reader& r, ServiceSpec& s) {
     }
     // Negated so that NaN fails too; the bound keeps the quota (cores * 100000 us) an
     // int64 rather than an undefined conversion.
-    if (!(cores > 0 && cores <= 1e6)) r.fail(n, "resources.cpu", "must be above 0 and at most 1000000");
+    if (!(cores > 0 && cores <= 1e6))
+        r.fail(n, "resources.cpu", "must be above 0 and at most 1000000");
     s.resources.cpu_period = 100000;
     s.resources.cpu_quota = static_cast<int64_t>(cores * 100000);
 }
@@ -225,39 +253,58 @@ void parse_resources(const YAML::Node& root, const Reader& r, ServiceSpec& s) {
     if (!res.IsMap()) r.fail(res, "resources", "expected a mapping");
     for (const auto& kv : res) {
         std::string k = kv.first.as<std::string>();
-        if (k == "memory") s.resources.memory_max = parse_size(r, kv.second, "resources.memory");
-        else if (k == "memory_high") s.resources.memory_high = parse_size(r, kv.second, "resources.memory_high");
-        else if (k == "pids") s.resources.pids_max = r.integer(kv.second, "resources.pids");
-        else if (k == "cpu") parse_cpu(kv.second, r, s);
-        else if (k == "cpu_weight") s.resources.cpu_weight = static_cast<uint64_t>(r.integer(kv.second, "resources.cpu_weight"));
-        else r.fail(kv.first, "resources." + k, "unknown key (memory, memory_high, pids, cpu, cpu_weight)");
+        if (k == "memory")
+            s.resources.memory_max = parse_size(r, kv.second, "resources.memory");
+        else if (k == "memory_high")
+            s.resources.memory_high = parse_size(r, kv.second, "resources.memory_high");
+        else if (k == "pids")
+            s.resources.pids_max = r.integer(kv.second, "resources.pids");
+        else if (k == "cpu")
+            parse_cpu(kv.second, r, s);
+        else if (k == "cpu_weight")
+            s.resources.cpu_weight =
+                static_cast<uint64_t>(r.integer(kv.second, "resources.cpu_weight"));
+        else
+            r.fail(kv.first, "resources." + k,
+                   "unknown key (memory, memory_high, pids, cpu, cpu_weight)");
     }
-    if (s.resources.memory_high && s.resources.memory_max && *s.resources.memory_high > *s.resources.memory_max)
-        r.fail(res["memory_high"], "resources.memory_high", "is above resources.memory (memory.max)");
+    if (s.resources.memory_high && s.resources.memory_max &&
+        *s.resources.memory_high > *s.resources.memory_max)
+        r.fail(res["memory_high"], "resources.memory_high",
+               "is above resources.memory (memory.max)");
 }
 
 // restart, restart_limit, after, requires, ready, stop_signal, stop_timeout, enabled.
 void parse_lifecycle(const YAML::Node& root, const Reader& r, ServiceSpec& s) {
     if (root["restart"]) {
         std::string p = r.str(root["restart"], "restart");
-        if (p == "no") s.restart = RestartPolicy::no;
-        else if (p == "on-failure") s.restart = RestartPolicy::on_failure;
-        else if (p == "always") s.restart = RestartPolicy::always;
-        else r.fail(root["restart"], "restart", "must be no, on-failure or always");
+        if (p == "no")
+            s.restart = RestartPolicy::no;
+        else if (p == "on-failure")
+            s.restart = RestartPolicy::on_failure;
+        else if (p == "always")
+            s.restart = RestartPolicy::always;
+        else
+            r.fail(root["restart"], "restart", "must be no, on-failure or always");
     }
-    if (root["restart_limit"]) s.restart_limit = static_cast<int>(r.integer(root["restart_limit"], "restart_limit"));
+    if (root["restart_limit"])
+        s.restart_limit = static_cast<int>(r.integer(root["restart_limit"], "restart_limit"));
     if (root["after"]) s.after = r.list(root["after"], "after");
     if (root["requires"]) s.required = r.list(root["requires"], "requires");
     if (const YAML::Node ready = root["ready"]) {
-        if (ready.IsScalar() && ready.as<std::string>() == "started") s.ready = ReadyKind::started;
-        else if (ready.IsScalar() && ready.as<std::string>() == "notify") s.ready = ReadyKind::notify;
+        if (ready.IsScalar() && ready.as<std::string>() == "started")
+            s.ready = ReadyKind::started;
+        else if (ready.IsScalar() && ready.as<std::string>() == "notify")
+            s.ready = ReadyKind::notify;
         else if (ready.IsMap() && ready["path"]) {
             s.ready = ReadyKind::path;
             s.ready_path = r.str(ready["path"], "ready.path");
-        } else r.fail(ready, "ready", "must be started, notify or {path: P}");
+        } else
+            r.fail(ready, "ready", "must be started, notify or {path: P}");
     }
     if (root["stop_signal"]) s.stop_signal = parse_signal(r, root["stop_signal"], "stop_signal");
-    if (root["stop_timeout"]) s.stop_timeout_s = static_cast<int>(r.integer(root["stop_timeout"], "stop_timeout"));
+    if (root["stop_timeout"])
+        s.stop_timeout_s = static_cast<int>(r.integer(root["stop_timeout"], "stop_timeout"));
     if (root["enabled"]) s.enabled = r.boolean(root["enabled"], "enabled");
 }
 
@@ -269,10 +316,14 @@ void parse_privileges(const YAML::Node& root, const Reader& r, ServiceSpec& s) {
             for (const auto& kv : u) {
                 std::string k = kv.first.as<std::string>();
                 int64_t v = r.integer(kv.second, "user_namespace." + k);
-                if (v <= 0 || v > 0xffffffffLL) r.fail(kv.second, "user_namespace." + k, "must be a positive id");
-                if (k == "host_id") s.user_namespace.host_id = uint32_t(v);
-                else if (k == "size") s.user_namespace.size = uint32_t(v);
-                else r.fail(kv.first, "user_namespace." + k, "unknown key (host_id, size)");
+                if (v <= 0 || v > 0xffffffffLL)
+                    r.fail(kv.second, "user_namespace." + k, "must be a positive id");
+                if (k == "host_id")
+                    s.user_namespace.host_id = uint32_t(v);
+                else if (k == "size")
+                    s.user_namespace.size = uint32_t(v);
+                else
+                    r.fail(kv.first, "user_namespace." + k, "unknown key (host_id, size)");
             }
             if (!s.user_namespace.host_id || !s.user_namespace.size)
                 r.fail(u, "user_namespace", "needs both host_id and size");
@@ -281,7 +332,8 @@ void parse_privileges(const YAML::Node& root, const Reader& r, ServiceSpec& s) {
             s.user_namespace.enabled = r.boolean(u, "user_namespace");
         }
     }
-    if (root["delegate_cgroup"]) s.delegate_cgroup = r.boolean(root["delegate_cgroup"], "delegate_cgroup");
+    if (root["delegate_cgroup"])
+        s.delegate_cgroup = r.boolean(root["delegate_cgroup"], "delegate_cgroup");
 }
 
 // Section by section, in the order the checks always ran: the first error reported stays the same.
@@ -311,11 +363,14 @@ Result<ServiceSpec> parse_service(const std::string& yaml_text, const std::strin
     } catch (const ParseError& e) {
         return plain_error(e.message);
     } catch (const YAML::Exception& e) {
-        return plain_error(fmt::format("{}:{}:{}: {}", file, e.mark.line + 1, e.mark.column + 1, e.msg));
+        return plain_error(
+            fmt::format("{}:{}:{}: {}", file, e.mark.line + 1, e.mark.column + 1, e.msg));
     }
 }
 
-Catalog load_catalog(const std::string& dir) { return load_catalog(std::vector<std::string>{dir}); }
+Catalog load_catalog(const std::string& dir) {
+    return load_catalog(std::vector<std::string>{dir});
+}
 
 namespace {
 
@@ -332,7 +387,8 @@ std::vector<std::string> service_files(const std::vector<std::string>& dirs) {
             ::closedir(d);
         }
         std::sort(files.begin(), files.end());
-        for (const auto& f : files) paths.push_back(dir + "/" + f);
+        for (const auto& f : files)
+            paths.push_back(dir + "/" + f);
     }
     return paths;
 }
@@ -348,7 +404,8 @@ Catalog load_catalog(const std::vector<std::string>& dirs) {
         if (!seen.insert(name).second) {
             // A later directory (the state partition's) adds services; it does not replace the
             // image's: a system service is changed by changing the image.
-            c.errors[name + " (" + path + ")"] = path + ": a service named " + name + " already exists; rename this file";
+            c.errors[name + " (" + path + ")"] =
+                path + ": a service named " + name + " already exists; rename this file";
             continue;
         }
         if (!read_file(path.c_str(), text)) {
@@ -356,8 +413,10 @@ Catalog load_catalog(const std::vector<std::string>& dirs) {
             continue;
         }
         auto s = parse_service(text, path);
-        if (!s) c.errors[name] = s.error().str();
-        else ok.emplace(name, std::move(*s));
+        if (!s)
+            c.errors[name] = s.error().str();
+        else
+            ok.emplace(name, std::move(*s));
     }
     // Requirements must exist and be valid.
     bool changed = true;
@@ -366,7 +425,9 @@ Catalog load_catalog(const std::vector<std::string>& dirs) {
         for (auto it = ok.begin(); it != ok.end();) {
             std::string why;
             for (const auto& dep : it->second.required)
-                if (!ok.count(dep)) why = c.errors.count(dep) ? "requires " + dep + ", which is invalid" : "requires unknown service " + dep;
+                if (!ok.count(dep))
+                    why = c.errors.count(dep) ? "requires " + dep + ", which is invalid"
+                                              : "requires unknown service " + dep;
             if (!why.empty()) {
                 c.errors[it->first] = it->second.file + ": " + why;
                 it = ok.erase(it);
@@ -404,14 +465,17 @@ Catalog load_catalog(const std::vector<std::string>& dirs) {
     };
     for (auto& [n, s] : ok)
         if (mark[n] == 0) visit(n);
-    for (const auto& n : in_cycle) ok.erase(n);
-    for (auto& [n, s] : ok) c.services.push_back(std::move(s));
+    for (const auto& n : in_cycle)
+        ok.erase(n);
+    for (auto& [n, s] : ok)
+        c.services.push_back(std::move(s));
     return c;
 }
 
 std::vector<std::string> start_order(const Catalog& c) {
     std::map<std::string, const ServiceSpec*> by;
-    for (const auto& s : c.services) by[s.name] = &s;
+    for (const auto& s : c.services)
+        by[s.name] = &s;
     std::vector<std::string> order;
     std::set<std::string> done;
     std::function<void(const std::string&, int)> visit = [&](const std::string& n, int depth) {
@@ -419,10 +483,12 @@ std::vector<std::string> start_order(const Catalog& c) {
         std::vector<std::string> deps = by[n]->after;
         deps.insert(deps.end(), by[n]->required.begin(), by[n]->required.end());
         std::sort(deps.begin(), deps.end());
-        for (const auto& d : deps) visit(d, depth + 1);
+        for (const auto& d : deps)
+            visit(d, depth + 1);
         if (done.insert(n).second) order.push_back(n);
     };
-    for (const auto& [n, s] : by) visit(n, 0);
+    for (const auto& [n, s] : by)
+        visit(n, 0);
     return order;
 }
 

@@ -1,6 +1,7 @@
-// A system service definition (services/NAME/service.yml, installed as /etc/keel/services/NAME.yml): what keeld runs in one least-privilege
-// container. Nothing is granted unless the file asks for it: no capabilities, no host
-// namespaces, a read-only root, the default seccomp profile, no_new_privs.
+// A system service definition (services/NAME/service.yml, installed as
+// /etc/keel/services/NAME.yml): what keeld runs in one least-privilege container. Nothing is
+// granted unless the file asks for it: no capabilities, no host namespaces, a read-only root, the
+// default seccomp profile, no_new_privs.
 #pragma once
 
 #include <signal.h>
@@ -38,8 +39,8 @@ struct UserNamespace {
 };
 
 struct ServiceSpec {
-    std::string name; // the file's base name
-    std::string file; // where it was read from, for messages
+    std::string name;  // the file's base name
+    std::string file;  // where it was read from, for messages
     std::string image; // a directory name under the images dir, or an absolute path
     std::vector<std::string> command;
     std::vector<std::string> environment; // "K=V"
@@ -76,8 +77,8 @@ struct ServiceSpec {
 Result<ServiceSpec> parse_service(const std::string& yaml_text, const std::string& file);
 
 struct Catalog {
-    std::vector<ServiceSpec> services;          // the valid ones, sorted by name
-    std::map<std::string, std::string> errors;  // service name -> why it is not usable
+    std::vector<ServiceSpec> services;         // the valid ones, sorted by name
+    std::map<std::string, std::string> errors; // service name -> why it is not usable
 };
 // Every *.yml in `dir`. One bad file disables that service only. Dependencies on unknown
 // services and cycles are reported on the services concerned ("cycle: a -> b -> a").
@@ -100,10 +101,12 @@ struct ContainerContext {
 // What the host says about a service, asked by prepare_host(): what translate() needs and
 // cannot know from the file alone.
 struct HostFacts {
-    uint32_t uid = 0, gid = 0;                      // user and group, from the image's own files
-    std::vector<runtime::Device> devices;           // the service's devices, as stat(2) found them
-    std::optional<runtime::SeccompProfile> seccomp; // the profile with its capabilities (unprivileged)
-    int last_cap = -1; // the kernel's highest (runtime::caps::last_cap()): a privileged service gets 0..last_cap
+    uint32_t uid = 0, gid = 0;            // user and group, from the image's own files
+    std::vector<runtime::Device> devices; // the service's devices, as stat(2) found them
+    std::optional<runtime::SeccompProfile>
+        seccomp;       // the profile with its capabilities (unprivileged)
+    int last_cap = -1; // the kernel's highest (runtime::caps::last_cap()): a privileged service
+                       // gets 0..last_cap
 };
 // Asks the host, in the order the checks have always run (the first error reported stays the
 // same): the image exists, the user and group in it, each bind source (created, and chowned
@@ -113,7 +116,8 @@ Result<HostFacts> prepare_host(const ServiceSpec& s, const ContainerContext& ctx
 // The container for a service, from the service and prepare_host()'s answers only: no file
 // is read, created or looked at. Fails only on what the service alone refuses (privileged
 // without allow_privileged, a user namespace without a range).
-Result<runtime::ContainerSpec> translate(const ServiceSpec& s, const ContainerContext& ctx, const HostFacts& facts);
+Result<runtime::ContainerSpec> translate(const ServiceSpec& s, const ContainerContext& ctx,
+                                         const HostFacts& facts);
 // Both: the container keeld runs for a service.
 Result<runtime::ContainerSpec> to_container(const ServiceSpec& s, const ContainerContext& ctx);
 

@@ -26,7 +26,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         if (v) {
             YAML::Node doc = config::defaults();
             config::set(doc, key, *v);
-            if (!config::validate(doc, "set")) fuzz::violated("value_for accepted a value validate() refuses: " + key);
+            if (!config::validate(doc, "set"))
+                fuzz::violated("value_for accepted a value validate() refuses: " + key);
             (void)config::to_text(*v);
         }
     }

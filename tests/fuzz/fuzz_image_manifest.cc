@@ -24,7 +24,8 @@ std::vector<std::string> split_docs(const std::string& input) {
     size_t start = 0;
     for (;;) {
         size_t at = input.find("\n--\n", start);
-        docs.push_back(input.substr(start, at == std::string::npos ? std::string::npos : at - start));
+        docs.push_back(
+            input.substr(start, at == std::string::npos ? std::string::npos : at - start));
         if (at == std::string::npos || docs.size() == 10) break;
         start = at + 4;
     }
@@ -42,7 +43,8 @@ std::string expand(const std::string& doc, size_t self, const std::vector<std::s
     std::string out;
     for (size_t i = 0; i < doc.size(); i++) {
         char c = doc[i];
-        if ((c == '@' || c == '#') && i + 1 < doc.size() && doc[i + 1] >= '0' && doc[i + 1] <= '9') {
+        if ((c == '@' || c == '#') && i + 1 < doc.size() && doc[i + 1] >= '0' &&
+            doc[i + 1] <= '9') {
             size_t n = static_cast<size_t>(doc[i + 1] - '0');
             if (n > self && n < hexes.size()) {
                 out += (c == '@' ? "sha256:" : "") + hexes[n];
@@ -65,10 +67,14 @@ void add_member(std::string& tar, const std::string& name, const std::string& co
     std::snprintf(h + 124, 12, "%011zo", content.size());
     std::snprintf(h + 136, 12, "%011o", 0);
     h[156] = '0';
-    std::memcpy(h + 257, "ustar\0" "00", 8);
+    std::memcpy(h + 257,
+                "ustar\0"
+                "00",
+                8);
     std::memset(h + 148, ' ', 8);
     unsigned sum = 0;
-    for (unsigned char c : h) sum += c;
+    for (unsigned char c : h)
+        sum += c;
     std::snprintf(h + 148, 8, "%06o", sum);
     tar.append(h, sizeof h);
     tar += content;
@@ -91,18 +97,22 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::string tar;
     if (!docker) add_member(tar, "oci-layout", "{\"imageLayoutVersion\":\"1.0.0\"}");
     add_member(tar, docker ? "manifest.json" : "index.json", docs[0]);
-    for (size_t i = 1; i < docs.size(); i++) add_member(tar, "blobs/sha256/" + hexes[i], docs[i]);
+    for (size_t i = 1; i < docs.size(); i++)
+        add_member(tar, "blobs/sha256/" + hexes[i], docs[i]);
     tar.append(1024, '\0');
     Fd in = fuzz::memfd_with(tar);
 
     {
         auto members = image::ArchiveMembers::unpack("fuzz.tar", work, in.get());
-        if (!members) fuzz::violated("the harness's own archive did not unpack: " + members.error().str());
+        if (!members)
+            fuzz::violated("the harness's own archive did not unpack: " + members.error().str());
         if (auto specs = image::read_image_specs(*members, "fuzz"))
             for (const auto& s : *specs) {
-                if (!image::is_sha256_hex(s.id)) fuzz::violated("image id is not a digest: " + s.id);
+                if (!image::is_sha256_hex(s.id))
+                    fuzz::violated("image id is not a digest: " + s.id);
                 for (const auto& l : s.layers)
-                    if (!image::is_sha256_hex(l.diff_id)) fuzz::violated("diff_id is not a digest: " + l.diff_id);
+                    if (!image::is_sha256_hex(l.diff_id))
+                        fuzz::violated("diff_id is not a digest: " + l.diff_id);
             }
     }
     fuzz::wipe(work);

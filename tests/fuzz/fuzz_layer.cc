@@ -29,7 +29,8 @@ const Scratch& scratch() {
         Scratch out;
         out.top = fuzz::scratch_dir("layer");
         if (::geteuid() == 0) {
-            if (::unshare(CLONE_NEWNS) < 0 || ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) < 0 ||
+            if (::unshare(CLONE_NEWNS) < 0 ||
+                ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) < 0 ||
                 ::mount("tmpfs", out.top.c_str(), "tmpfs", MS_NODEV | MS_NOSUID, "mode=0700") < 0)
                 fuzz::violated("private tmpfs for the layer");
         }
@@ -51,16 +52,20 @@ void expect_only(const std::string& dir, const std::string& name) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const Scratch& s = scratch();
-    if (::mkdir(s.outer.c_str(), 0700) < 0 || ::mkdir(s.layer.c_str(), 0700) < 0) fuzz::violated("mkdir " + s.layer);
+    if (::mkdir(s.outer.c_str(), 0700) < 0 || ::mkdir(s.layer.c_str(), 0700) < 0)
+        fuzz::violated("mkdir " + s.layer);
     Fd blob = fuzz::memfd_with(fuzz::text(data, size));
     std::string path = "/proc/self/fd/" + std::to_string(blob.get());
     auto content = image::unpack_layer(path, s.layer);
-    if (content && !image::is_sha256_hex(content->diff_id)) fuzz::violated("diff_id is not a digest");
+    if (content && !image::is_sha256_hex(content->diff_id))
+        fuzz::violated("diff_id is not a digest");
     // Hashing alone (a layer the store already has) must agree with unpacking.
     auto hashed = image::unpack_layer(path, "");
-    if (content && hashed && hashed->diff_id != content->diff_id) fuzz::violated("hash-only diff_id differs");
+    if (content && hashed && hashed->diff_id != content->diff_id)
+        fuzz::violated("hash-only diff_id differs");
     expect_only(s.top, "outer");
     expect_only(s.outer, "layer");
-    if (auto st = image::remove_tree(s.outer); !st) fuzz::violated("remove " + s.outer + ": " + st.error().str());
+    if (auto st = image::remove_tree(s.outer); !st)
+        fuzz::violated("remove " + s.outer + ": " + st.error().str());
     return 0;
 }

@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <set>
 
-#include "fuzz_util.h"
 #include "config/modules_list.h"
+#include "fuzz_util.h"
 
 using namespace keel;
 using namespace keel::config;
@@ -13,7 +13,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::string input = fuzz::text(data, size);
     auto table = modules::parse_modules_dep(input);
     std::vector<std::string> wanted, missing;
-    for (const auto& [name, path] : table.path) wanted.push_back(name);
+    for (const auto& [name, path] : table.path)
+        wanted.push_back(name);
     wanted.push_back("not_in_the_table");
     auto order = modules::load_order(table, wanted, {"builtin"}, missing);
     std::set<std::string> seen;

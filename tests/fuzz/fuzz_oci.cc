@@ -1,8 +1,8 @@
 // OCI config.json, as `keel runtime create|run` reads it from a bundle.
 #include <sys/stat.h>
 
-#include "fuzz_util.h"
 #include "common/strings.h"
+#include "fuzz_util.h"
 #include "runtime/oci.h"
 
 using namespace keel;
@@ -26,7 +26,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (spec->args.empty()) fuzz::violated("a process without args was accepted");
     if (spec->cwd.empty() || spec->cwd[0] != '/') fuzz::violated("a relative cwd was accepted");
     for (const auto& m : spec->mounts)
-        if (m.destination.empty() || m.destination[0] != '/') fuzz::violated("a relative mount destination was accepted");
+        if (m.destination.empty() || m.destination[0] != '/')
+            fuzz::violated("a relative mount destination was accepted");
     for (const auto& part : keel::split(spec->cgroup_path, '/'))
         if (part == "..") fuzz::violated("a cgroupsPath with .. was accepted");
     return 0;

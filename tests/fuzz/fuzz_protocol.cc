@@ -12,7 +12,8 @@ using namespace keel::keeld;
 namespace {
 
 void handle_line(const std::string& line, bool& handshaken) {
-    if (line.size() > protocol::kMaxMessage + 4096) fuzz::violated("LineReader returned a line over kMaxMessage");
+    if (line.size() > protocol::kMaxMessage + 4096)
+        fuzz::violated("LineReader returned a line over kMaxMessage");
     auto req = protocol::parse_request(line);
     if (!req) return;
     if (!req->is_object()) fuzz::violated("parse_request accepted a non-object");
@@ -28,7 +29,8 @@ void handle_line(const std::string& line, bool& handshaken) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     int sv[2];
-    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0) fuzz::violated("socketpair");
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0)
+        fuzz::violated("socketpair");
     Fd writer(sv[0]), reader_fd(sv[1]);
     protocol::LineReader reader(reader_fd.get());
     // The first byte picks the size of the pieces the client writes: lines split across
@@ -51,8 +53,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                 handle_line(line, handshaken);
                 continue;
             }
-            if (rc == 0) break;                  // more data needed
-            eof = true;                          // EOF, oversized line, or a read error
+            if (rc == 0) break; // more data needed
+            eof = true;         // EOF, oversized line, or a read error
             if (rc == -3) fuzz::violated("read error on a socketpair");
             break;
         }

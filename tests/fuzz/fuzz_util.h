@@ -15,7 +15,9 @@
 
 namespace keel::fuzz {
 
-inline std::string text(const uint8_t* data, size_t size) { return std::string(reinterpret_cast<const char*>(data), size); }
+inline std::string text(const uint8_t* data, size_t size) {
+    return std::string(reinterpret_cast<const char*>(data), size);
+}
 
 // A finding is a crash: libFuzzer stops, and scripts/fuzz reports the input that caused it.
 [[noreturn]] inline void violated(const std::string& what) {
@@ -51,7 +53,8 @@ inline void wipe(const std::string& dir) {
     auto names = image::list_dir(dir);
     if (!names) violated("list " + dir);
     for (const auto& n : *names)
-        if (auto st = image::remove_tree(dir + "/" + n); !st) violated("wipe " + dir + "/" + n + ": " + st.error().str());
+        if (auto st = image::remove_tree(dir + "/" + n); !st)
+            violated("wipe " + dir + "/" + n + ": " + st.error().str());
 }
 
 } // namespace keel::fuzz

@@ -2,8 +2,8 @@
 // it, what is only information, and how the screen folds passes.
 #include <algorithm>
 #include <fstream>
-#include <sstream>
 #include <set>
+#include <sstream>
 #include <string>
 
 #include <catch2/catch.hpp>
@@ -35,9 +35,14 @@ const char* kMountinfo =
 
 HostFacts good_host() {
     HostFacts f;
-    f.sysctl_profile = {{"kernel.kptr_restrict", "2"}, {"kernel.sysrq", "0"}, {"kernel.unprivileged_userns_clone", "1"}};
-    f.sysctl_actual = {{"kernel.kptr_restrict", "2\n"},   {"kernel.sysrq", "0\n"}, {"kernel.unprivileged_userns_clone", "1\n"},
-                       {"kernel.modules_disabled", "1\n"}, {"kernel.kexec_load_disabled", "1\n"}};
+    f.sysctl_profile = {{"kernel.kptr_restrict", "2"},
+                        {"kernel.sysrq", "0"},
+                        {"kernel.unprivileged_userns_clone", "1"}};
+    f.sysctl_actual = {{"kernel.kptr_restrict", "2\n"},
+                       {"kernel.sysrq", "0\n"},
+                       {"kernel.unprivileged_userns_clone", "1\n"},
+                       {"kernel.modules_disabled", "1\n"},
+                       {"kernel.kexec_load_disabled", "1\n"}};
     auto policy = shipped_cmdline();
     std::string cmdline = "console=ttyS0";
     for (const auto& [word, why] : policy.hardening) {
@@ -51,7 +56,8 @@ HostFacts good_host() {
     f.lockdown = "none [integrity] confidentiality\n";
     f.mountinfo = kMountinfo;
     f.listeners = {{"udp", "0.0.0.0", 42854, "service ntp", true}};
-    f.accounts = {{"/etc/shadow", "root", "*"}, {"/etc/shadow", "keel", "!"}, {"/etc/passwd", "root", "x"}};
+    f.accounts = {
+        {"/etc/shadow", "root", "*"}, {"/etc/shadow", "keel", "!"}, {"/etc/passwd", "root", "x"}};
     SocketFile s;
     s.path = "/run/keel/system.sock";
     s.exists = true;
@@ -71,7 +77,8 @@ std::vector<const Check*> with(const std::vector<Check>& checks, Level level) {
 }
 
 const Check& by_id(const std::vector<Check>& checks, const std::string& id) {
-    auto it = std::find_if(checks.begin(), checks.end(), [&](const Check& c) { return c.id == id; });
+    auto it =
+        std::find_if(checks.begin(), checks.end(), [&](const Check& c) { return c.id == id; });
     REQUIRE(it != checks.end());
     return *it;
 }
@@ -112,7 +119,8 @@ TEST_CASE("audit: host findings name what is wrong and what to change", "[audit]
     f.sysctl_actual["kernel.modules_disabled"] = "0";
     f.loaded_modules.push_back("floppy");
     f.lockdown = "[none] integrity confidentiality";
-    f.mountinfo = std::string(kMountinfo) + "50 22 0:30 / /tmp rw,nosuid,relatime - tmpfs tmp2 rw\n";
+    f.mountinfo =
+        std::string(kMountinfo) + "50 22 0:30 / /tmp rw,nosuid,relatime - tmpfs tmp2 rw\n";
     f.listeners.push_back({"tcp", "0.0.0.0", 8080, "pid 77 (nc)", false});
     f.accounts.push_back({"/etc/shadow", "admin", "$6$salt$hash"});
     f.accounts.push_back({"/usr/share/keel/images/x/etc/passwd", "guest", ""});
@@ -123,8 +131,8 @@ TEST_CASE("audit: host findings name what is wrong and what to change", "[audit]
     CHECK(by_id(checks, "1.1.2").level == Level::warn);
     CHECK(by_id(checks, "1.1.2").detail == "is 1");
     CHECK(by_id(checks, "1.1.2").fix.find("/etc/keel/sysctl.yml") != std::string::npos);
-    CHECK(by_id(checks, "1.1.3").level == Level::info); // no such key: nothing to fix here
-    CHECK(by_id(checks, "1.2.1").level == Level::pass); // lockdown=integrity is there
+    CHECK(by_id(checks, "1.1.3").level == Level::info);  // no such key: nothing to fix here
+    CHECK(by_id(checks, "1.2.1").level == Level::pass);  // lockdown=integrity is there
     CHECK(by_id(checks, "1.2.10").level == Level::warn); // pti=on is not
     CHECK(by_id(checks, "1.3").detail == "found: nokaslr mitigations=off pti=off");
     CHECK(by_id(checks, "1.4").level == Level::warn);
@@ -136,14 +144,19 @@ TEST_CASE("audit: host findings name what is wrong and what to change", "[audit]
           "admin in /etc/shadow, guest (empty password) in /usr/share/keel/images/x/etc/passwd");
     CHECK(by_id(checks, "1.15.1").detail == "is 0:1000 0666");
     CHECK(by_id(checks, "1.16").fix == "keel config set allow_privileged false");
-    for (const auto* c : with(checks, Level::warn)) CHECK_FALSE(c->fix.empty());
+    for (const auto* c : with(checks, Level::warn))
+        CHECK_FALSE(c->fix.empty());
 }
 
-TEST_CASE("audit: the command line's hardening comes from cmdline.yml, and a missing policy warns", "[audit]") {
+TEST_CASE("audit: the command line's hardening comes from cmdline.yml, and a missing policy warns",
+          "[audit]") {
     auto policy = shipped_cmdline();
     std::set<std::string> words;
-    for (const auto& [w, why] : policy.hardening) words.insert(w);
-    for (const char* w : {"mitigations=auto,nosmt", "hardened_usercopy=1", "lockdown=integrity", "pti=on"}) CHECK(words.count(w));
+    for (const auto& [w, why] : policy.hardening)
+        words.insert(w);
+    for (const char* w :
+         {"mitigations=auto,nosmt", "hardened_usercopy=1", "lockdown=integrity", "pti=on"})
+        CHECK(words.count(w));
     auto f = good_host();
     f.cmdline = "console=ttyS0 lockdown=integrity";
     auto checks = host_checks(f);
@@ -166,18 +179,22 @@ TEST_CASE("audit: the command line's hardening comes from cmdline.yml, and a mis
 TEST_CASE("audit: sshd settings, first value wins, Match blocks are not global", "[audit]") {
     auto f = good_host();
     f.sshd_enabled = true;
-    f.sshd_config = "# comment\nPasswordAuthentication no\nKbdInteractiveAuthentication no\npermitrootlogin NO\n"
-                    "PermitRootLogin yes\nPermitEmptyPasswords no\nMaxAuthTries 6\nX11Forwarding no\n"
-                    "AllowUsers keel\nMatch User keel\n  AllowTcpForwarding no\n";
+    f.sshd_config =
+        "# comment\nPasswordAuthentication no\nKbdInteractiveAuthentication no\npermitrootlogin "
+        "NO\n"
+        "PermitRootLogin yes\nPermitEmptyPasswords no\nMaxAuthTries 6\nX11Forwarding no\n"
+        "AllowUsers keel\nMatch User keel\n  AllowTcpForwarding no\n";
     auto checks = host_checks(f);
     std::set<std::string> warned;
-    for (const auto* c : with(checks, Level::warn)) warned.insert(c->title);
+    for (const auto* c : with(checks, Level::warn))
+        warned.insert(c->title);
     CHECK(warned == std::set<std::string>{"sshd: MaxAuthTries 3", "sshd: AllowTcpForwarding no"});
     CHECK(by_id(checks, "1.13.5").detail == "is 6");
     CHECK(by_id(checks, "1.13.7").detail == "not set (OpenSSH's default applies)");
 }
 
-TEST_CASE("audit: a default workload passes; --cap-add and no limits warn about exactly that", "[audit]") {
+TEST_CASE("audit: a default workload passes; --cap-add and no limits warn about exactly that",
+          "[audit]") {
     auto checks = container_checks(default_workload());
     CHECK(with(checks, Level::warn).empty());
     CHECK(checks.size() == 15);
@@ -189,7 +206,8 @@ TEST_CASE("audit: a default workload passes; --cap-add and no limits warn about 
     c.pids_max.reset();
     checks = container_checks(c);
     std::set<std::string> warned;
-    for (const auto* w : with(checks, Level::warn)) warned.insert(w->id);
+    for (const auto* w : with(checks, Level::warn))
+        warned.insert(w->id);
     CHECK(warned == std::set<std::string>{"5.2", "5.11", "5.12"});
     CHECK(by_id(checks, "5.2").fix == "run it without --cap-add SYS_ADMIN");
     CHECK(by_id(checks, "5.11").fix == "keel run --memory SIZE");
@@ -203,7 +221,9 @@ TEST_CASE("audit: a default workload passes; --cap-add and no limits warn about 
     CHECK(by_id(checks, "5.14").level == Level::warn);
 }
 
-TEST_CASE("audit: system services: capabilities in the host's user namespace, by design or dangerous", "[audit]") {
+TEST_CASE(
+    "audit: system services: capabilities in the host's user namespace, by design or dangerous",
+    "[audit]") {
     ContainerFacts s;
     s.name = "network";
     s.file = "/etc/keel/services/network.yml";
@@ -243,20 +263,25 @@ TEST_CASE("audit: the screen folds passes by group and keeps every finding", "[a
     auto w = container_checks(c);
     checks.insert(checks.end(), w.begin(), w.end());
     std::string screen = render(checks, false);
-    CHECK(screen.find("Host configuration\n[PASS] 1.1 sysctl hardening profile as configured: 2 of 3\n"
-                      "[WARN] 1.1.2 kernel.sysrq = 0 — is 1\n       fix: ") == 0);
+    CHECK(screen.find(
+              "Host configuration\n[PASS] 1.1 sysctl hardening profile as configured: 2 of 3\n"
+              "[WARN] 1.1.2 kernel.sysrq = 0 — is 1\n       fix: ") == 0);
     CHECK(screen.find("[PASS] 1.2 kernel command line hardening: 12 of 12\n") != std::string::npos);
-    CHECK(screen.find("Workloads\n[PASS] 5 web: 12 of 15 checks\n[INFO] 5.3 web: own net namespace") != std::string::npos);
-    CHECK(screen.find("[WARN] 5.12 web: pids limit — none\n       fix: keel run --pids N\n") != std::string::npos);
+    CHECK(screen.find(
+              "Workloads\n[PASS] 5 web: 12 of 15 checks\n[INFO] 5.3 web: own net namespace") !=
+          std::string::npos);
+    CHECK(screen.find("[WARN] 5.12 web: pids limit — none\n       fix: keel run --pids N\n") !=
+          std::string::npos);
     Summary s = summarize(checks);
     CHECK(s.warn == 2);
     CHECK(s.score() == s.pass - 2);
     CHECK(screen.substr(screen.rfind("Checks:")) ==
-          "Checks: " + std::to_string(s.checks) + "  Score: " + std::to_string(s.score()) + "  (" + std::to_string(s.pass) +
-              " pass, 2 warn, 2 info)\n");
+          "Checks: " + std::to_string(s.checks) + "  Score: " + std::to_string(s.score()) + "  (" +
+              std::to_string(s.pass) + " pass, 2 warn, 2 info)\n");
     // -v: one line per check.
     std::string all = render(checks, true);
-    CHECK(std::count(all.begin(), all.end(), '\n') == long(checks.size()) + 2 /* sections */ + 2 /* fixes */ + 1);
+    CHECK(std::count(all.begin(), all.end(), '\n') ==
+          long(checks.size()) + 2 /* sections */ + 2 /* fixes */ + 1);
 }
 
 TEST_CASE("audit: the user runtime's share of the state partition", "[audit]") {

@@ -141,7 +141,8 @@ TEST_CASE("sizes: 512M, 1G, 100k and plain bytes", "[sizes]") {
     CHECK(parse_size("").error().str() == "expected a size like 64M");
     CHECK(parse_size("M").error().str() == "expected a size like 64M");
     CHECK(*parse_size("1234567890123456") == 1234567890123456ll);
-    CHECK(parse_size("99999999999999999999").error().str() == "'99999999999999999999' is too large");
+    CHECK(parse_size("99999999999999999999").error().str() ==
+          "'99999999999999999999' is too large");
     CHECK(parse_size("9999999999999G").error().str() == "'9999999999999G' is too large");
     CHECK(parse_size("64X").error().str() == "unknown size unit 'X' (use K, M or G)");
     CHECK(format_size(64ll << 20) == "64M");

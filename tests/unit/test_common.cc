@@ -46,7 +46,7 @@ TEST_CASE("atomic writes replace the whole file and leave no temporary behind") 
     std::string text;
     REQUIRE(read_file(path.c_str(), text));
     CHECK(text == "second\n");
-    struct stat st{};
+    struct stat st {};
     REQUIRE(::stat(path.c_str(), &st) == 0);
     CHECK((st.st_mode & 0777) == 0600);
     CHECK(::rmdir(dir.c_str()) == -1); // the file is still there, and nothing else
@@ -100,7 +100,8 @@ TEST_CASE("state store: save, load, list, remove; liveness checks the start time
     ::rmdir(dir.c_str());
 }
 
-TEST_CASE("quota: the user runtime's share leaves the system a reserve of blocks and inodes", "[quota]") {
+TEST_CASE("quota: the user runtime's share leaves the system a reserve of blocks and inodes",
+          "[quota]") {
     // A 64 MiB state disk (the QEMU tests'): 16 MiB and 1,638 inodes stay the system's.
     auto small = quota::user_state_limits(64ull << 20, 16384);
     CHECK(small.bytes == 48ull << 20);

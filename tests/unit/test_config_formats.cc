@@ -30,10 +30,11 @@ std::string slurp(const std::string& path) {
 // Kernel command line
 
 TEST_CASE("config: kernel args: keel.* keys") {
-    auto k = parse_kernel_args("BOOT_IMAGE=/boot/vmlinuz root=/dev/vda2 ro quiet console=ttyS0,115200 "
-                           "keel.state=MYSTATE keel.debug keel.recovery=0 keel.autologin=yes "
-                           "keel.config.hostname=box keel.config.motd=\"hello keel world\" "
-                           "keel.frobnicate=1 keel.nothing TERM=linux single -- init_arg\n");
+    auto k =
+        parse_kernel_args("BOOT_IMAGE=/boot/vmlinuz root=/dev/vda2 ro quiet console=ttyS0,115200 "
+                          "keel.state=MYSTATE keel.debug keel.recovery=0 keel.autologin=yes "
+                          "keel.config.hostname=box keel.config.motd=\"hello keel world\" "
+                          "keel.frobnicate=1 keel.nothing TERM=linux single -- init_arg\n");
     REQUIRE(k.state_label);
     CHECK(*k.state_label == "MYSTATE");
     CHECK(k.debug);
@@ -54,7 +55,7 @@ TEST_CASE("config: kernel args: defaults, and nothing else is fatal") {
     CHECK(empty.unknown_keel.empty());
 
     auto k = parse_kernel_args("root=LABEL=keel quiet HOME=/ TERM=linux keelx=1 notkeel.debug "
-                           "x.keel.recovery keel \"unterminated quote keel.debug");
+                               "x.keel.recovery keel \"unterminated quote keel.debug");
     CHECK_FALSE(k.state_label);
     CHECK_FALSE(k.debug); // inside the unterminated quote: one word that is not a keel.* key
     CHECK_FALSE(k.recovery);
@@ -71,8 +72,8 @@ TEST_CASE("config: kernel args: boolean values and odd keel.* words") {
     CHECK_FALSE(parse_kernel_args("keel.debug keel.debug=0").debug); // the last word wins
     CHECK_FALSE(parse_kernel_args("keel.state=").state_label);       // an empty label is no label
 
-    auto k =
-        parse_kernel_args("keel.config.a=1=2 keel.config.empty= keel.config.novalue keel.config.=x");
+    auto k = parse_kernel_args(
+        "keel.config.a=1=2 keel.config.empty= keel.config.novalue keel.config.=x");
     CHECK(k.config == std::map<std::string, std::string>{{"a", "1=2"}, {"empty", ""}});
     CHECK(k.unknown_keel == std::vector<std::string>{"keel.config.novalue", "keel.config.=x"});
 }

@@ -41,7 +41,9 @@ struct TempDir {
 json file_entry(const std::string& path, const std::string& data, int mode = 0644) {
     return {{"path", path}, {"type", "file"}, {"data", data}, {"mode", mode}};
 }
-json dir_entry(const std::string& path, int mode = 0755) { return {{"path", path}, {"type", "dir"}, {"mode", mode}}; }
+json dir_entry(const std::string& path, int mode = 0755) {
+    return {{"path", path}, {"type", "dir"}, {"mode", mode}};
+}
 json layer(const std::string& compression, json entries) {
     return {{"compression", compression}, {"entries", std::move(entries)}};
 }
@@ -51,31 +53,38 @@ std::string make_archive(const std::string& dir, const std::string& name, const 
     std::string spec_path = dir + "/" + name + ".spec.json";
     std::string out = dir + "/" + name;
     std::ofstream(spec_path) << spec.dump();
-    std::string cmd = "/usr/bin/python3 " KEEL_SOURCE_DIR "/tests/unit/make_oci.py '" + spec_path + "' '" + out + "'";
+    std::string cmd = "/usr/bin/python3 " KEEL_SOURCE_DIR "/tests/unit/make_oci.py '" + spec_path +
+                      "' '" + out + "'";
     REQUIRE(std::system(cmd.c_str()) == 0);
     return out;
 }
 
 // The base of most test images: a few directories and files.
 json base_layer(const std::string& compression = "gzip") {
-    return layer(compression, json::array({dir_entry("bin"), file_entry("bin/tool", "#!/bin/sh\n", 0755), dir_entry("etc"),
-                                           file_entry("etc/hostname", "keel\n"), file_entry("etc/passwd", "root:x:0:0::/root:/bin/sh\n"),
-                                           dir_entry("opt"), dir_entry("opt/old"), file_entry("opt/old/a", "a"),
-                                           file_entry("opt/old/b", "b")}));
+    return layer(compression,
+                 json::array({dir_entry("bin"), file_entry("bin/tool", "#!/bin/sh\n", 0755),
+                              dir_entry("etc"), file_entry("etc/hostname", "keel\n"),
+                              file_entry("etc/passwd", "root:x:0:0::/root:/bin/sh\n"),
+                              dir_entry("opt"), dir_entry("opt/old"), file_entry("opt/old/a", "a"),
+                              file_entry("opt/old/b", "b")}));
 }
 
 json simple_image(const std::string& name, json layers) {
-    return {{"names", json::array({name})}, {"cmd", json::array({"sh"})}, {"layers", std::move(layers)}};
+    return {{"names", json::array({name})},
+            {"cmd", json::array({"sh"})},
+            {"layers", std::move(layers)}};
 }
 
 // Every path under the store with its type, mode, size and (files) content: what "unchanged"
 // means.
 std::string snapshot(const std::string& root) {
     std::string out;
-    for (auto it = fs::recursive_directory_iterator(root); it != fs::recursive_directory_iterator(); ++it) {
+    for (auto it = fs::recursive_directory_iterator(root); it != fs::recursive_directory_iterator();
+         ++it) {
         struct stat st;
         REQUIRE(::lstat(it->path().c_str(), &st) == 0);
-        out += it->path().string() + " " + std::to_string(st.st_mode) + " " + std::to_string(st.st_size);
+        out += it->path().string() + " " + std::to_string(st.st_mode) + " " +
+               std::to_string(st.st_size);
         if (S_ISREG(st.st_mode)) {
             std::string data;
             REQUIRE(read_file(it->path().c_str(), data));
@@ -105,7 +114,8 @@ std::string read(const std::string& path) {
 // What a container would see: the layers mounted as a read-only overlay, listing `dirs`. With
 // `user_namespace` the mount is made the way the user runtime makes it, inside a new user
 // namespace with `userxattr`, where only the user.overlay.* marks count.
-std::string merged_view(const std::vector<std::string>& lower, const std::vector<std::string>& dirs, bool user_namespace) {
+std::string merged_view(const std::vector<std::string>& lower, const std::vector<std::string>& dirs,
+                        bool user_namespace) {
     TempDir mnt;
     int p[2];
     REQUIRE(::pipe(p) == 0);
@@ -120,24 +130,30 @@ std::string merged_view(const std::vector<std::string>& lower, const std::vector
         };
         if (user_namespace) {
             if (::unshare(CLONE_NEWUSER | CLONE_NEWNS) < 0) fail("unshare");
-            if (!write_file("/proc/self/setgroups", "deny") || !write_file("/proc/self/uid_map", "0 0 1") ||
+            if (!write_file("/proc/self/setgroups", "deny") ||
+                !write_file("/proc/self/uid_map", "0 0 1") ||
                 !write_file("/proc/self/gid_map", "0 0 1"))
                 fail("id maps");
         } else if (::unshare(CLONE_NEWNS) < 0) {
             fail("unshare");
         }
-        if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) < 0) fail("make / private");
+        if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) < 0)
+            fail("make / private");
         std::string opts = "lowerdir=";
-        for (size_t i = 0; i < lower.size(); i++) opts += (i ? ":" : "") + lower[i];
+        for (size_t i = 0; i < lower.size(); i++)
+            opts += (i ? ":" : "") + lower[i];
         if (user_namespace) opts += ",userxattr";
-        if (::mount("overlay", mnt.path.c_str(), "overlay", MS_RDONLY, opts.c_str()) < 0) fail("mount overlay");
+        if (::mount("overlay", mnt.path.c_str(), "overlay", MS_RDONLY, opts.c_str()) < 0)
+            fail("mount overlay");
         std::string out;
         for (const auto& d : dirs) {
             std::vector<std::string> names;
-            for (const auto& e : fs::directory_iterator(mnt.path + "/" + d)) names.push_back(e.path().filename());
+            for (const auto& e : fs::directory_iterator(mnt.path + "/" + d))
+                names.push_back(e.path().filename());
             std::sort(names.begin(), names.end());
             out += d + ":";
-            for (const auto& n : names) out += " " + n;
+            for (const auto& n : names)
+                out += " " + n;
             out += "\n";
         }
         (void)!::write(p[1], out.data(), out.size());
@@ -147,7 +163,8 @@ std::string merged_view(const std::vector<std::string>& lower, const std::vector
     std::string out;
     char buf[4096];
     ssize_t n;
-    while ((n = ::read(p[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+    while ((n = ::read(p[0], buf, sizeof buf)) > 0)
+        out.append(buf, static_cast<size_t>(n));
     ::close(p[0]);
     int status;
     ::waitpid(pid, &status, 0);
@@ -167,16 +184,18 @@ TEST_CASE("image names are normalized as Docker shows them") {
 
 TEST_CASE("image store: OCI layout with gzip and zstd layers, whiteouts and an opaque directory") {
     TempDir t;
-    json upper = layer("zstd", json::array({file_entry("etc/.wh.hostname", ""), file_entry("opt/old/.wh..wh..opq", ""),
-                                            file_entry("opt/old/c", "c"), file_entry("new", "new\n"),
-                                            file_entry("gone/.wh.never-there", "")}));
+    json upper = layer(
+        "zstd", json::array({file_entry("etc/.wh.hostname", ""),
+                             file_entry("opt/old/.wh..wh..opq", ""), file_entry("opt/old/c", "c"),
+                             file_entry("new", "new\n"), file_entry("gone/.wh.never-there", "")}));
     json img = simple_image("busybox:latest", json::array({base_layer("gzip"), upper}));
     img["entrypoint"] = {"/bin/tool"};
     img["env"] = {"PATH=/bin", "A=b"};
     img["working_dir"] = "/opt";
     img["user"] = "1000:1000";
     img["created"] = "2024-01-02T03:04:05.123456789Z";
-    std::string archive = make_archive(t.path, "busybox.tar", {{"format", "oci"}, {"images", {img}}});
+    std::string archive =
+        make_archive(t.path, "busybox.tar", {{"format", "oci"}, {"images", {img}}});
 
     Store store(t.path + "/store");
     auto imported = store.import(archive);
@@ -234,9 +253,12 @@ TEST_CASE("image store: OCI layout with gzip and zstd layers, whiteouts and an o
 
 TEST_CASE("image store: docker save archive, plain tar layers, a repeated layer as a symlink") {
     TempDir t;
-    json a = simple_image("app:1", json::array({base_layer("none"), layer("none", json::array({file_entry("app", "1")}))}));
+    json a = simple_image(
+        "app:1",
+        json::array({base_layer("none"), layer("none", json::array({file_entry("app", "1")}))}));
     json b = simple_image("docker.io/library/tool:2", json::array({base_layer("none")}));
-    std::string archive = make_archive(t.path, "saved.tar", {{"format", "docker"}, {"images", {a, b}}});
+    std::string archive =
+        make_archive(t.path, "saved.tar", {{"format", "docker"}, {"images", {a, b}}});
 
     Store store(t.path + "/store");
     auto imported = store.import(archive);
@@ -254,12 +276,16 @@ TEST_CASE("image store: docker save archive, plain tar layers, a repeated layer 
     CHECK(read(store.lower_dirs(*tool)[0] + "/etc/hostname") == "keel\n");
 }
 
-TEST_CASE("image store: nested index, only this machine's platform; a bare tag takes the archive's name") {
+TEST_CASE("image store: nested index, only this machine's platform; a bare tag takes the archive's "
+          "name") {
     TempDir t;
     json img = simple_image("ignored:v2", json::array({base_layer("gzip")}));
     std::string archive = make_archive(t.path, "myapp.tar",
-                                       {{"format", "oci"}, {"nested_index", true}, {"other_platform", true},
-                                        {"ref_style", "tag"}, {"images", {img}}});
+                                       {{"format", "oci"},
+                                        {"nested_index", true},
+                                        {"other_platform", true},
+                                        {"ref_style", "tag"},
+                                        {"images", {img}}});
     Store store(t.path + "/store");
     auto imported = store.import(archive);
     INFO((imported ? "" : imported.error().str()));
@@ -272,7 +298,9 @@ TEST_CASE("image store: names, find by name and id prefix, a tag moves to the ne
     TempDir t;
     json a = simple_image("app:1", json::array({base_layer()}));
     a["names"] = {"app:1", "app:latest"};
-    json b = simple_image("app:latest", json::array({base_layer(), layer("gzip", json::array({file_entry("v", "2")}))}));
+    json b = simple_image(
+        "app:latest",
+        json::array({base_layer(), layer("gzip", json::array({file_entry("v", "2")}))}));
     Store store(t.path + "/store");
     auto ia = store.import(make_archive(t.path, "a.tar", {{"images", {a}}}));
     REQUIRE(ia);
@@ -311,8 +339,12 @@ TEST_CASE("image store: names, find by name and id prefix, a tag moves to the ne
 
 TEST_CASE("image store: remove keeps layers other images use") {
     TempDir t;
-    json a = simple_image("a:1", json::array({base_layer(), layer("gzip", json::array({file_entry("only-a", "a")}))}));
-    json b = simple_image("b:1", json::array({base_layer(), layer("zstd", json::array({file_entry("only-b", "b")}))}));
+    json a = simple_image(
+        "a:1",
+        json::array({base_layer(), layer("gzip", json::array({file_entry("only-a", "a")}))}));
+    json b = simple_image(
+        "b:1",
+        json::array({base_layer(), layer("zstd", json::array({file_entry("only-b", "b")}))}));
     Store store(t.path + "/store");
     REQUIRE(store.import(make_archive(t.path, "ab.tar", {{"images", {a, b}}})));
     auto ia = store.find("a:1");
@@ -342,11 +374,16 @@ TEST_CASE("image store: remove keeps layers other images use") {
 TEST_CASE("image store: a corrupt blob is refused by digest and the store is unchanged") {
     TempDir t;
     Store store(t.path + "/store");
-    REQUIRE(store.import(make_archive(t.path, "good.tar", {{"images", {simple_image("good:1", json::array({base_layer()}))}}})));
+    REQUIRE(store.import(make_archive(
+        t.path, "good.tar", {{"images", {simple_image("good:1", json::array({base_layer()}))}}})));
     std::string before = snapshot(store.root());
 
-    json img = simple_image("bad:1", json::array({base_layer("zstd"), layer("gzip", json::array({file_entry("x", std::string(5000, 'x'))}))}));
-    std::string archive = make_archive(t.path, "busybox.tar", {{"images", {img}}, {"corrupt_layer", {0, 1}}});
+    json img = simple_image(
+        "bad:1",
+        json::array({base_layer("zstd"),
+                     layer("gzip", json::array({file_entry("x", std::string(5000, 'x'))}))}));
+    std::string archive =
+        make_archive(t.path, "busybox.tar", {{"images", {img}}, {"corrupt_layer", {0, 1}}});
     auto r = store.import(archive);
     REQUIRE_FALSE(r);
     std::string msg = r.error().str();
@@ -356,7 +393,8 @@ TEST_CASE("image store: a corrupt blob is refused by digest and the store is unc
     CHECK(snapshot(store.root()) == before);
 
     // docker save names layers by id, not digest: a damaged layer.tar fails its diff_id.
-    std::string saved = make_archive(t.path, "saved.tar", {{"format", "docker"}, {"images", {img}}, {"corrupt_layer", {0, 1}}});
+    std::string saved = make_archive(
+        t.path, "saved.tar", {{"format", "docker"}, {"images", {img}}, {"corrupt_layer", {0, 1}}});
     auto d = store.import(saved);
     REQUIRE_FALSE(d);
     INFO(d.error().str());
@@ -364,20 +402,25 @@ TEST_CASE("image store: a corrupt blob is refused by digest and the store is unc
     CHECK(snapshot(store.root()) == before);
 
     // A config that lists the wrong diff_id: the layer is unpacked into tmp/ and thrown away.
-    auto w = store.import(make_archive(t.path, "wrong.tar", {{"images", {img}}, {"wrong_diff_id", {0, 0}}}));
+    auto w = store.import(
+        make_archive(t.path, "wrong.tar", {{"images", {img}}, {"wrong_diff_id", {0, 0}}}));
     REQUIRE_FALSE(w);
     INFO(w.error().str());
-    CHECK(w.error().str().find("uncompressed content does not match diff_id sha256:") != std::string::npos);
+    CHECK(w.error().str().find("uncompressed content does not match diff_id sha256:") !=
+          std::string::npos);
     CHECK(snapshot(store.root()) == before);
 }
 
 TEST_CASE("image store: a truncated archive is refused and the store is unchanged") {
     TempDir t;
     Store store(t.path + "/store");
-    REQUIRE(store.import(make_archive(t.path, "good.tar", {{"images", {simple_image("good:1", json::array({base_layer()}))}}})));
+    REQUIRE(store.import(make_archive(
+        t.path, "good.tar", {{"images", {simple_image("good:1", json::array({base_layer()}))}}})));
     std::string before = snapshot(store.root());
 
-    json img = simple_image("big:1", json::array({layer("none", json::array({file_entry("data", std::string(200000, 'd'))}))}));
+    json img = simple_image(
+        "big:1",
+        json::array({layer("none", json::array({file_entry("data", std::string(200000, 'd'))}))}));
     std::string archive = make_archive(t.path, "x.tar", {{"images", {img}}});
     auto size = fs::file_size(archive);
     fs::resize_file(archive, size / 2);
@@ -392,7 +435,8 @@ TEST_CASE("image store: a truncated archive is refused and the store is unchange
     CHECK(e.error().str() == t.path + "/empty.tar: not a tar archive");
     auto missing = store.import(t.path + "/missing.tar");
     REQUIRE_FALSE(missing);
-    CHECK(missing.error().str() == t.path + "/missing.tar: open: ENOENT (No such file or directory)");
+    CHECK(missing.error().str() ==
+          t.path + "/missing.tar: open: ENOENT (No such file or directory)");
     CHECK(snapshot(store.root()) == before);
 }
 
@@ -404,7 +448,8 @@ TEST_CASE("image store: an archive that is neither form is named as such") {
     Store store(t.path + "/store");
     auto r = store.import(archive);
     REQUIRE_FALSE(r);
-    CHECK(r.error().str() == archive + ": not an OCI layout or docker save archive (no index.json or manifest.json)");
+    CHECK(r.error().str() ==
+          archive + ": not an OCI layout or docker save archive (no index.json or manifest.json)");
 }
 
 TEST_CASE("image store: entries that leave the layer are refused") {
@@ -417,17 +462,25 @@ TEST_CASE("image store: entries that leave the layer are refused") {
         const char* message;
     };
     std::vector<Case> cases = {
-        {"dot-dot", json::array({file_entry("etc/../../evil", "x")}), "entry 'etc/../../evil': path leaves the image (..)"},
+        {"dot-dot", json::array({file_entry("etc/../../evil", "x")}),
+         "entry 'etc/../../evil': path leaves the image (..)"},
         {"absolute", json::array({file_entry(outside + "/evil", "x")}), "absolute path"},
-        {"through a symlink", json::array({json{{"path", "link"}, {"type", "symlink"}, {"target", outside}}, file_entry("link/evil", "x")}),
+        {"through a symlink",
+         json::array({json{{"path", "link"}, {"type", "symlink"}, {"target", outside}},
+                      file_entry("link/evil", "x")}),
          "entry 'link/evil': "},
-        {"hard link out", json::array({json{{"path", "h"}, {"type", "hardlink"}, {"target", "../../../etc/passwd"}}}),
+        {"hard link out",
+         json::array(
+             {json{{"path", "h"}, {"type", "hardlink"}, {"target", "../../../etc/passwd"}}}),
          "entry 'h': hard link to '../../../etc/passwd': path leaves the image (..)"},
         {"hard link through a symlink",
-         json::array({json{{"path", "l"}, {"type", "symlink"}, {"target", "/etc"}}, json{{"path", "h"}, {"type", "hardlink"}, {"target", "l/passwd"}}}),
+         json::array({json{{"path", "l"}, {"type", "symlink"}, {"target", "/etc"}},
+                      json{{"path", "h"}, {"type", "hardlink"}, {"target", "l/passwd"}}}),
          "entry 'h': hard link to 'l/passwd'"},
         {"whiteout through a symlink",
-         json::array({json{{"path", "l"}, {"type", "symlink"}, {"target", outside}}, file_entry("l/.wh.x", "")}), "entry 'l/.wh.x': "},
+         json::array({json{{"path", "l"}, {"type", "symlink"}, {"target", outside}},
+                      file_entry("l/.wh.x", "")}),
+         "entry 'l/.wh.x': "},
     };
     Store store(t.path + "/store");
     std::string before = snapshot(store.root());
@@ -446,12 +499,20 @@ TEST_CASE("image store: entries that leave the layer are refused") {
 
 TEST_CASE("image store: overlay xattrs in an image are dropped, others kept; devices as root") {
     TempDir t;
-    json entries = json::array({json{{"path", "f"}, {"type", "file"}, {"data", "x"}, {"xattrs", {{"user.keep", "1"}, {"user.overlay.redirect", "/x"}}}},
-                                json{{"path", "d"}, {"type", "dir"}, {"xattrs", {{"trusted.overlay.opaque", "y"}, {"user.overlay.opaque", "y"}}}},
-                                json{{"path", "null"}, {"type", "char"}, {"major", 1}, {"minor", 3}, {"mode", 0666}},
-                                json{{"path", "owned"}, {"type", "file"}, {"data", "o"}, {"uid", 1234}, {"gid", 5678}}});
+    json entries = json::array(
+        {json{{"path", "f"},
+              {"type", "file"},
+              {"data", "x"},
+              {"xattrs", {{"user.keep", "1"}, {"user.overlay.redirect", "/x"}}}},
+         json{{"path", "d"},
+              {"type", "dir"},
+              {"xattrs", {{"trusted.overlay.opaque", "y"}, {"user.overlay.opaque", "y"}}}},
+         json{{"path", "null"}, {"type", "char"}, {"major", 1}, {"minor", 3}, {"mode", 0666}},
+         json{{"path", "owned"}, {"type", "file"}, {"data", "o"}, {"uid", 1234}, {"gid", 5678}}});
     Store store(t.path + "/store");
-    auto r = store.import(make_archive(t.path, "x.tar", {{"images", {simple_image("x:1", json::array({layer("gzip", entries)}))}}}));
+    auto r = store.import(
+        make_archive(t.path, "x.tar",
+                     {{"images", {simple_image("x:1", json::array({layer("gzip", entries)}))}}}));
     INFO((r ? "" : r.error().str()));
     REQUIRE(r);
     std::string l = store.lower_dirs((*r)[0])[0];
@@ -470,19 +531,23 @@ TEST_CASE("image store: overlay xattrs in an image are dropped, others kept; dev
     }
 }
 
-TEST_CASE("image store: without privileges, device nodes are skipped and files belong to the caller") {
+TEST_CASE(
+    "image store: without privileges, device nodes are skipped and files belong to the caller") {
     if (::geteuid() != 0) {
         WARN("skipped: needs root to switch to an unprivileged uid");
         return;
     }
     TempDir t;
     REQUIRE(::chmod(t.path.c_str(), 0777) == 0);
-    json entries = json::array({json{{"path", "dev"}, {"type", "dir"}, {"mode", 0555}},
-                                json{{"path", "dev/null"}, {"type", "char"}, {"major", 1}, {"minor", 3}},
-                                file_entry("etc/.wh.gone", ""), file_entry("etc/x", "x"),
-                                json{{"path", "ro"}, {"type", "dir"}, {"mode", 0555}}, file_entry("ro/.wh..wh..opq", ""),
-                                file_entry("ro/f", "f", 0444)});
-    std::string archive = make_archive(t.path, "x.tar", {{"images", {simple_image("x:1", json::array({layer("gzip", entries)}))}}});
+    json entries =
+        json::array({json{{"path", "dev"}, {"type", "dir"}, {"mode", 0555}},
+                     json{{"path", "dev/null"}, {"type", "char"}, {"major", 1}, {"minor", 3}},
+                     file_entry("etc/.wh.gone", ""), file_entry("etc/x", "x"),
+                     json{{"path", "ro"}, {"type", "dir"}, {"mode", 0555}},
+                     file_entry("ro/.wh..wh..opq", ""), file_entry("ro/f", "f", 0444)});
+    std::string archive =
+        make_archive(t.path, "x.tar",
+                     {{"images", {simple_image("x:1", json::array({layer("gzip", entries)}))}}});
     REQUIRE(::chmod(archive.c_str(), 0644) == 0);
     pid_t pid = ::fork();
     REQUIRE(pid >= 0);
@@ -497,8 +562,9 @@ TEST_CASE("image store: without privileges, device nodes are skipped and files b
         std::string l = store.lower_dirs((*r)[0])[0];
         struct stat st;
         bool ok = ::lstat((l + "/dev/null").c_str(), &st) < 0 && is_whiteout(l + "/etc/gone") &&
-                  xattr(l + "/ro", "user.overlay.opaque") == "y" && ::lstat((l + "/ro").c_str(), &st) == 0 &&
-                  (st.st_mode & 0777) == 0555 && st.st_uid == 65534;
+                  xattr(l + "/ro", "user.overlay.opaque") == "y" &&
+                  ::lstat((l + "/ro").c_str(), &st) == 0 && (st.st_mode & 0777) == 0555 &&
+                  st.st_uid == 65534;
         if (!ok) ::_exit(4);
         // Its own layers, 0555 directories included, can be removed by the same user.
         if (auto removed = store.remove("x:1"); !removed) {
@@ -518,7 +584,8 @@ TEST_CASE("image store: a new Store cleans tmp/ and layers no image names") {
     std::string root = t.path + "/store";
     {
         Store store(root);
-        REQUIRE(store.import(make_archive(t.path, "a.tar", {{"images", {simple_image("a:1", json::array({base_layer()}))}}})));
+        REQUIRE(store.import(make_archive(
+            t.path, "a.tar", {{"images", {simple_image("a:1", json::array({base_layer()}))}}})));
     }
     // What an import killed halfway leaves.
     REQUIRE(::mkdir((root + "/tmp/import-abc").c_str(), 0700) == 0);
@@ -529,7 +596,8 @@ TEST_CASE("image store: a new Store cleans tmp/ and layers no image names") {
     Store store(root);
     CHECK(fs::is_empty(root + "/tmp"));
     CHECK(::access(orphan.c_str(), F_OK) != 0);
-    CHECK(::access((root + "/images/" + std::string(64, 'b') + ".json.tmp.123").c_str(), F_OK) != 0);
+    CHECK(::access((root + "/images/" + std::string(64, 'b') + ".json.tmp.123").c_str(), F_OK) !=
+          0);
     auto a = store.find("a:1");
     REQUIRE(a);
     CHECK(read(store.lower_dirs(*a)[0] + "/etc/passwd") == "root:x:0:0::/root:/bin/sh\n");
@@ -542,7 +610,8 @@ TEST_CASE("image store: imports scripts/make-busybox-oci's image") {
     }
     TempDir t;
     std::string archive = t.path + "/busybox.tar";
-    REQUIRE(std::system(("/usr/bin/python3 " KEEL_SOURCE_DIR "/scripts/make-busybox-oci " + archive).c_str()) == 0);
+    REQUIRE(std::system(("/usr/bin/python3 " KEEL_SOURCE_DIR "/scripts/make-busybox-oci " + archive)
+                            .c_str()) == 0);
     Store store(t.path + "/store");
     auto r = store.import(archive);
     INFO((r ? "" : r.error().str()));

@@ -32,7 +32,8 @@ struct Scratch {
     ~Scratch() { fs::remove_all(path); }
 };
 
-ContainerSpec spec_with_volume(const std::string& root, const std::string& source, const std::string& beneath) {
+ContainerSpec spec_with_volume(const std::string& root, const std::string& source,
+                               const std::string& beneath) {
     ContainerSpec c;
     c.id = "mntsrc-" + std::to_string(::getpid());
     c.rootfs = root;
@@ -50,13 +51,15 @@ ContainerSpec spec_with_volume(const std::string& root, const std::string& sourc
 
 } // namespace
 
-TEST_CASE("runtime: a bind source beneath a writable directory follows no link", "[runtime][root]") {
+TEST_CASE("runtime: a bind source beneath a writable directory follows no link",
+          "[runtime][root]") {
     if (::geteuid() != 0 || !fs::exists("/bin/busybox")) {
         WARN("needs root and busybox-static");
         return;
     }
     Scratch t;
-    std::string root = t.path + "/rootfs", volumes = t.path + "/volumes", secret = t.path + "/secret";
+    std::string root = t.path + "/rootfs", volumes = t.path + "/volumes",
+                secret = t.path + "/secret";
     fs::create_directories(root + "/bin");
     fs::create_directories(root + "/data");
     fs::copy_file("/bin/busybox", root + "/bin/busybox");
@@ -66,7 +69,8 @@ TEST_CASE("runtime: a bind source beneath a writable directory follows no link",
     fs::create_directory_symlink(secret, volumes + "/shared/planted");
 
     StartError why;
-    auto c = Container::start(spec_with_volume(root, volumes + "/shared/planted", volumes), {}, &why);
+    auto c =
+        Container::start(spec_with_volume(root, volumes + "/shared/planted", volumes), {}, &why);
     REQUIRE_FALSE(c.ok());
     CHECK(why.str().find("goes through a symbolic link") != std::string::npos);
 
@@ -76,7 +80,8 @@ TEST_CASE("runtime: a bind source beneath a writable directory follows no link",
     REQUIRE(ok.ok());
     CHECK(ok->wait()->code == 0);
     (void)ok->cleanup();
-    auto followed = Container::start(spec_with_volume(root, volumes + "/shared/planted", ""), {}, &why);
+    auto followed =
+        Container::start(spec_with_volume(root, volumes + "/shared/planted", ""), {}, &why);
     REQUIRE(followed.ok());
     CHECK(followed->wait()->code == 0);
     (void)followed->cleanup();

@@ -679,7 +679,8 @@ TEST_CASE("oci: linux.sysctl allows only the sysctls of namespaces the container
     json doc = minimal();
     auto with = [&](std::vector<const char*> namespaces, const char* key) {
         doc["linux"]["namespaces"] = {{{"type", "mount"}}};
-        for (const char* n : namespaces) doc["linux"]["namespaces"].push_back({{"type", n}});
+        for (const char* n : namespaces)
+            doc["linux"]["namespaces"].push_back({{"type", n}});
         doc["linux"]["sysctl"] = {{key, "1"}};
         return oci::parse_config(doc.dump(), bundle);
     };
@@ -687,7 +688,8 @@ TEST_CASE("oci: linux.sysctl allows only the sysctls of namespaces the container
         auto r = with(namespaces, key);
         INFO(key);
         REQUIRE_FALSE(r.ok());
-        CHECK_THAT(r.error().str(), Catch::StartsWith(std::string("linux.sysctl.") + key + ": \"" + key + "\": "));
+        CHECK_THAT(r.error().str(),
+                   Catch::StartsWith(std::string("linux.sysctl.") + key + ": \"" + key + "\": "));
         return r.error().str();
     };
     auto allowed = [&](std::vector<const char*> namespaces, const char* key) {
@@ -699,38 +701,44 @@ TEST_CASE("oci: linux.sysctl allows only the sysctls of namespaces the container
 
     SECTION("host-wide sysctls are refused by name, whatever the namespaces") {
         std::vector<const char*> all = {"ipc", "uts", "network", "pid", "cgroup"};
-        for (const char* key : {"kernel.core_pattern", "kernel.printk_ratelimit_burst", "vm.overcommit_memory",
-                                "fs.file-max", "kernel.modprobe", "kernel.msgmaxx", "fs.mqueue"})
+        for (const char* key :
+             {"kernel.core_pattern", "kernel.printk_ratelimit_burst", "vm.overcommit_memory",
+              "fs.file-max", "kernel.modprobe", "kernel.msgmaxx", "fs.mqueue"})
             CHECK_THAT(refused(all, key), Catch::Contains("not namespaced"));
         CHECK_THAT(refused(all, "net.core.rmem_max"), Catch::Contains("not namespaced"));
         CHECK_THAT(refused(all, "net.core.bpf_jit_enable"), Catch::Contains("not namespaced"));
     }
     SECTION("IPC sysctls need an IPC namespace") {
-        for (const char* key : {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
-                                "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced",
-                                "fs.mqueue.msg_max"}) {
+        for (const char* key :
+             {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
+              "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced", "fs.mqueue.msg_max"}) {
             allowed({"ipc"}, key);
-            CHECK_THAT(refused({"uts", "network"}, key), Catch::Contains("needs its own ipc namespace"));
+            CHECK_THAT(refused({"uts", "network"}, key),
+                       Catch::Contains("needs its own ipc namespace"));
         }
     }
     SECTION("UTS sysctls need a UTS namespace") {
         for (const char* key : {"kernel.hostname", "kernel.domainname"}) {
             allowed({"uts"}, key);
-            CHECK_THAT(refused({"ipc", "network"}, key), Catch::Contains("needs its own uts namespace"));
+            CHECK_THAT(refused({"ipc", "network"}, key),
+                       Catch::Contains("needs its own uts namespace"));
         }
     }
     SECTION("net sysctls need a network namespace that is not the runtime's") {
         allowed({"network"}, "net.ipv4.ip_forward");
         allowed({"network"}, "net.core.somaxconn");
-        CHECK_THAT(refused({"ipc", "uts"}, "net.ipv4.ip_forward"), Catch::Contains("needs its own network namespace"));
-        doc["linux"]["namespaces"] = {{{"type", "mount"}}, {{"type", "network"}, {"path", "/proc/self/ns/net"}}};
+        CHECK_THAT(refused({"ipc", "uts"}, "net.ipv4.ip_forward"),
+                   Catch::Contains("needs its own network namespace"));
+        doc["linux"]["namespaces"] = {{{"type", "mount"}},
+                                      {{"type", "network"}, {"path", "/proc/self/ns/net"}}};
         doc["linux"]["sysctl"] = {{"net.ipv4.ip_forward", "1"}};
         auto r = oci::parse_config(doc.dump(), bundle);
         REQUIRE_FALSE(r.ok());
         CHECK_THAT(r.error().str(), Catch::Contains("/proc/self/ns/net is the runtime's own"));
     }
     SECTION("names that are not sysctl names") {
-        for (const char* key : {"net./../kernel.core_pattern", "net.ipv4..ip_forward", "net.", ".net.x", "net.a b"})
+        for (const char* key :
+             {"net./../kernel.core_pattern", "net.ipv4..ip_forward", "net.", ".net.x", "net.a b"})
             CHECK_THAT(refused({"network"}, key), Catch::Contains("not a sysctl name"));
     }
 }
@@ -847,7 +855,8 @@ TEST_CASE("oci: errors name the field") {
         // Found by fuzz_oci: is_empty recursed once per level and overflowed the stack.
         std::string text = minimal().dump();
         std::string deep;
-        for (int i = 0; i < 500000; i++) deep += "{\"a\":";
+        for (int i = 0; i < 500000; i++)
+            deep += "{\"a\":";
         deep += "null" + std::string(500000, '}');
         text.insert(text.size() - 1, ",\"hooks\":" + deep);
         CHECK(oci::parse_config(text, bundle).ok());
@@ -995,12 +1004,18 @@ TEST_CASE("oci: errors name the field") {
         CHECK(error() == "linux.resources.memory.swap: memory+swap 500 is below memory.limit 1000");
     }
     SECTION("device rules") {
-        doc["linux"]["resources"] = {{"devices", {{{"allow", false}, {"type", "u"}, {"access", "rwm"}}}}};
-        CHECK(error() == R"(linux.resources.devices[0].type: unknown device type "u" (expected a, c or b))");
-        doc["linux"]["resources"] = {{"devices", {{{"allow", true}, {"type", "c"}, {"access", "rx"}}}}};
-        CHECK(error() == R"(linux.resources.devices[0].access: expected letters from "rwm", got "rx")");
-        doc["linux"]["resources"] = {{"devices", {{{"allow", true}, {"major", -2}, {"access", "r"}}}}};
-        CHECK(error() == "linux.resources.devices[0].major: -2 is not a device number (-1 means any)");
+        doc["linux"]["resources"] = {
+            {"devices", {{{"allow", false}, {"type", "u"}, {"access", "rwm"}}}}};
+        CHECK(error() ==
+              R"(linux.resources.devices[0].type: unknown device type "u" (expected a, c or b))");
+        doc["linux"]["resources"] = {
+            {"devices", {{{"allow", true}, {"type", "c"}, {"access", "rx"}}}}};
+        CHECK(error() ==
+              R"(linux.resources.devices[0].access: expected letters from "rwm", got "rx")");
+        doc["linux"]["resources"] = {
+            {"devices", {{{"allow", true}, {"major", -2}, {"access", "r"}}}}};
+        CHECK(error() ==
+              "linux.resources.devices[0].major: -2 is not a device number (-1 means any)");
         doc["linux"]["resources"] = {{"devices", {{{"type", "c"}, {"access", "r"}}}}};
         CHECK_THAT(error(), Catch::StartsWith("linux.resources.devices[0]"));
     }

@@ -251,7 +251,8 @@ TEST_CASE("pid1: supervisor: READY prints 'system ready in N ms' once") {
     CHECK(sys.lines.back() == "keel: keeld ready again");
 }
 
-TEST_CASE("pid1: supervisor: a keeld that never reports ready is reported once, and nothing else happens") {
+TEST_CASE("pid1: supervisor: a keeld that never reports ready is reported once, and nothing else "
+          "happens") {
     FakeSys sys;
     auto cfg = test_config();
     cfg.ready_report_ms = 60000;
@@ -777,10 +778,10 @@ TEST_CASE("pid1: sysctl: apply writes every value it can and names each one it c
     std::filesystem::create_directories(root + "/kernel/yama"); // a directory, not a knob
 
     keel::config::sysctl::Profile p = {{"kernel.kptr_restrict", "2"},
-                         {"net.ipv4.tcp_syncookies", "1"}, // not in this "kernel"
-                         {"fs.protected_fifos", "2"},
-                         {"kernel.yama", "1"},
-                         {"net.ipv4.conf.all.accept_redirects", "0"}};
+                                       {"net.ipv4.tcp_syncookies", "1"}, // not in this "kernel"
+                                       {"fs.protected_fifos", "2"},
+                                       {"kernel.yama", "1"},
+                                       {"net.ipv4.conf.all.accept_redirects", "0"}};
     auto out = sysctl::apply(p, root);
     CHECK(out.applied == 3);
     CHECK(out.failures == std::vector<std::string>{
@@ -797,7 +798,8 @@ TEST_CASE("pid1: sysctl: apply writes every value it can and names each one it c
 
 TEST_CASE("pid1: sysctl: an interface default also reaches the interfaces that exist already") {
     std::string root = temp_dir();
-    for (const char* f : {"default", "all", "eth0", "lo"}) touch(root + "/net/ipv6/conf/" + f + "/accept_ra");
+    for (const char* f : {"default", "all", "eth0", "lo"})
+        touch(root + "/net/ipv6/conf/" + f + "/accept_ra");
     touch(root + "/net/ipv4/conf/default/rp_filter");
     touch(root + "/net/ipv4/conf/eth0.100/rp_filter");
     std::filesystem::create_directories(root + "/net/ipv4/conf/wlan0"); // no such knob there
@@ -808,8 +810,10 @@ TEST_CASE("pid1: sysctl: an interface default also reaches the interfaces that e
     CHECK(out.applied == 5);
     CHECK(out.attempted == 6);
     CHECK(out.failures ==
-          std::vector<std::string>{"net.ipv4.conf.wlan0.rp_filter=1: ENOENT (No such file or directory)"});
-    for (const char* f : {"default", "eth0", "lo"}) CHECK(slurp(root + "/net/ipv6/conf/" + f + "/accept_ra") == "0");
+          std::vector<std::string>{
+              "net.ipv4.conf.wlan0.rp_filter=1: ENOENT (No such file or directory)"});
+    for (const char* f : {"default", "eth0", "lo"})
+        CHECK(slurp(root + "/net/ipv6/conf/" + f + "/accept_ra") == "0");
     CHECK(slurp(root + "/net/ipv6/conf/all/accept_ra").empty()); // "all" is its own key
     CHECK(slurp(root + "/net/ipv4/conf/eth0.100/rp_filter") == "1");
     std::filesystem::remove_all(root);

@@ -108,8 +108,7 @@ TEST_CASE("seccomp: the default profile resolves capability conditions") {
     REQUIRE(plain.ok());
     CHECK(plain->default_action == "SCMP_ACT_ERRNO");
     CHECK(plain->default_errno == EPERM);
-    CHECK(plain->architectures ==
-          std::vector<std::string>{"SCMP_ARCH_X86_64", "SCMP_ARCH_X86"});
+    CHECK(plain->architectures == std::vector<std::string>{"SCMP_ARCH_X86_64", "SCMP_ARCH_X86"});
     CHECK(allows(*plain, "read"));
     CHECK(allows(*plain, "getpid"));
     CHECK(allows(*plain, "arch_prctl")); // x86_64-only rule, kept on this architecture
@@ -327,7 +326,8 @@ TEST_CASE("seccomp: a loaded profile is remembered by content, so an edited file
         std::fputs(text.c_str(), f);
         std::fclose(f);
     };
-    write("default_action: SCMP_ACT_ERRNO\nsyscalls:\n  - {names: [read], action: SCMP_ACT_ALLOW}\n");
+    write(
+        "default_action: SCMP_ACT_ERRNO\nsyscalls:\n  - {names: [read], action: SCMP_ACT_ALLOW}\n");
     auto first = seccomp::load_profile(path, {});
     auto again = seccomp::load_profile(path, {});
     REQUIRE(first.ok());
@@ -335,7 +335,8 @@ TEST_CASE("seccomp: a loaded profile is remembered by content, so an edited file
     CHECK(again->syscalls.size() == 1);
     CHECK(again->syscalls[0].names == std::vector<std::string>{"read"});
     // The same file, capability conditions resolved for another grant: not the cached one.
-    write("default_action: SCMP_ACT_ERRNO\nsyscalls:\n  - {names: [mount], action: SCMP_ACT_ALLOW, caps_any: "
+    write("default_action: SCMP_ACT_ERRNO\nsyscalls:\n  - {names: [mount], action: SCMP_ACT_ALLOW, "
+          "caps_any: "
           "[CAP_SYS_ADMIN]}\n");
     auto without = seccomp::load_profile(path, {});
     auto with = seccomp::load_profile(path, {CAP_SYS_ADMIN});
@@ -348,7 +349,8 @@ TEST_CASE("seccomp: a loaded profile is remembered by content, so an edited file
     write("default_action: SCMP_ACT_ERRNO\nsyscals: []\n");
     auto broken = seccomp::load_profile(path, {});
     CHECK_FALSE(broken.ok());
-    if (!broken.ok()) CHECK(broken.error().str().find("unknown key 'syscals'") != std::string::npos);
+    if (!broken.ok())
+        CHECK(broken.error().str().find("unknown key 'syscals'") != std::string::npos);
     std::remove(path.c_str());
     ::rmdir(dir);
 }
