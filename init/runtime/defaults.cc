@@ -6,10 +6,8 @@
 
 namespace keel::runtime::defaults {
 
-namespace {
-
 Mount mnt(const char* dest, const char* type, const char* src, unsigned long flags,
-          const char* data = "") {
+          const char* data) {
     Mount m;
     m.destination = dest;
     m.type = type;
@@ -18,6 +16,8 @@ Mount mnt(const char* dest, const char* type, const char* src, unsigned long fla
     m.data = data;
     return m;
 }
+
+namespace {
 
 constexpr unsigned long kSafe = MS_NOSUID | MS_NODEV | MS_NOEXEC;
 

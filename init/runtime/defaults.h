@@ -12,6 +12,10 @@ namespace keel::runtime::defaults {
 
 // A service's: proc, a /dev tmpfs, a private devpts, /dev/shm, /dev/mqueue, a read-only
 // sysfs and a read-only cgroup2 (the service makes the last writable when it delegates).
+// One Mount from its parts (data: the filesystem options).
+Mount mnt(const char* dest, const char* type, const char* src, unsigned long flags,
+          const char* data = "");
+
 std::vector<Mount> mounts();
 
 // `keel spec`'s config.json: the same list with the differences it has always had, kept

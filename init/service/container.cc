@@ -114,17 +114,6 @@ Result<Fd> open_mount_source(const ServiceSpec& s, const std::string& source,
     return cur;
 }
 
-runtime::Mount mnt(const char* dest, const char* type, const char* src, unsigned long flags,
-                   const char* data = "") {
-    runtime::Mount m;
-    m.destination = dest;
-    m.type = type;
-    m.source = src;
-    m.flags = flags;
-    m.data = data;
-    return m;
-}
-
 std::string rootfs_of(const ServiceSpec& s, const ContainerContext& ctx) {
     return s.image.starts_with("/") ? s.image : ctx.images_dir + "/" + s.image;
 }
@@ -253,14 +242,14 @@ void set_filesystem(const ServiceSpec& s, const ContainerContext& ctx, const Hos
         if (m.type == "cgroup" && s.delegate_cgroup) m.flags &= ~MS_RDONLY;
     for (const auto& m : s.mounts) {
         if (m.type == "tmpfs") {
-            c.mounts.push_back(mnt(m.destination.c_str(), "tmpfs", "tmpfs",
-                                   MS_NOSUID | MS_NODEV | (m.read_only ? MS_RDONLY : 0),
-                                   m.options.c_str()));
+            c.mounts.push_back(runtime::defaults::mnt(
+                m.destination.c_str(), "tmpfs", "tmpfs",
+                MS_NOSUID | MS_NODEV | (m.read_only ? MS_RDONLY : 0), m.options.c_str()));
             continue;
         }
-        c.mounts.push_back(
-            mnt(m.destination.c_str(), "bind", m.source.c_str(),
-                MS_BIND | MS_REC | MS_NOSUID | MS_NODEV | (m.read_only ? MS_RDONLY : 0)));
+        c.mounts.push_back(runtime::defaults::mnt(m.destination.c_str(), "bind", m.source.c_str(),
+                                                  MS_BIND | MS_REC | MS_NOSUID | MS_NODEV |
+                                                      (m.read_only ? MS_RDONLY : 0)));
         // The runtime opens it again the same way when it mounts: a link planted after
         // prepare_host() checked it is refused there too.
         c.mounts.back().source_beneath = mount_source_root(s, m.source, ctx);
